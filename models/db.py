@@ -1,0 +1,41 @@
+"""Database wiring: the Tortoise configuration, opening and closing it, and applying migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tortoise import Tortoise
+
+APP = "models"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def tortoise_config(database_url: str, *, with_aerich: bool = True) -> dict[str, Any]:
+    models = ["models.job", "aerich.models"] if with_aerich else ["models.job"]
+    return {
+        "connections": {"default": database_url},
+        "apps": {APP: {"models": models, "default_connection": "default"}},
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def open_database(database_url: str) -> None:
+    await Tortoise.init(config=tortoise_config(database_url))
+
+
+async def close_database() -> None:
+    await Tortoise.close_connections()
+
+
+async def apply_migrations(database_url: str) -> list[str]:
+    """Apply the committed aerich migrations; returns the versions applied (empty when current)."""
+    from aerich import Command
+
+    command = Command(tortoise_config=tortoise_config(database_url), app=APP, location=str(MIGRATIONS_DIR))
+    await command.init()
+    try:
+        return await command.upgrade(run_in_transaction=True)
+    finally:
+        await Tortoise.close_connections()

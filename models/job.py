@@ -1,0 +1,54 @@
+"""The restoration job: one row per upload, from `pending` to `completed` or `failed`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED)
+
+
+class RestorationJob(Model):
+    """A user's restoration request.
+
+    Image URLs are not stored: they are minted from the object keys when the job is read, because
+    signed URLs expire. `id` doubles as ComfyUI's `prompt_id`, so ComfyUI's own record of the run
+    can be found from the job alone.
+    """
+
+    id = fields.UUIDField(primary_key=True)
+    user_id = fields.CharField(max_length=255)
+    status = fields.CharEnumField(JobStatus, max_length=16, default=JobStatus.PENDING)
+    denoise = fields.FloatField()
+    original_key = fields.CharField(max_length=255)
+    processed_key = fields.CharField(max_length=255, null=True)
+    error_message = fields.TextField(null=True)
+    # A stable machine-readable reason for failures (metrics, dashboards): comfy_rejected,
+    # comfy_execution, comfy_unavailable, storage, timeout, internal, ...
+    error_kind = fields.CharField(max_length=32, null=True)
+    progress = fields.FloatField(null=True)
+    # Which worker process holds the job, and until when its claim is good without a heartbeat.
+    worker_id = fields.CharField(max_length=64, null=True)
+    lease_expires_at = fields.DatetimeField(null=True)
+    started_at = fields.DatetimeField(null=True)
+    finished_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "restoration_jobs"
+        indexes = (("user_id", "created_at"), ("status", "updated_at"))
+
+    def __str__(self) -> str:
+        return f"RestorationJob({self.id}, {self.status})"

@@ -1,0 +1,123 @@
+"""The one settings object: every knob of every process, read from the environment and `.env`.
+
+Only the composition roots (`app.py`, `tasks/runtime.py`) read it; the packages below take plain
+constructor arguments. Bad or missing configuration raises `ConfigError` with a one-line message,
+which the CLI prints before exiting non-zero.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_WORKFLOW = Path(__file__).resolve().parent / "workflows" / "restore.json"
+
+
+class ConfigError(Exception):
+    """Configuration that cannot work; the message is one line meant for an operator."""
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    database_url: str = "sqlite://.data/restoration.sqlite3"
+    redis_url: str | None = None
+    comfyui_url: str = "http://127.0.0.1:8188"
+    comfyui_workflow: Path = BUNDLED_WORKFLOW
+    # Prompts one worker process keeps inside ComfyUI at once (one running, one waiting): the rest
+    # wait in our queue, where they are visible, instead of in ComfyUI's memory.
+    comfyui_max_inflight: PositiveInt = 2
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    aws_region: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    cloudfront_domain: str | None = None
+    cloudfront_key_id: str | None = None
+    cloudfront_private_key_file: Path | None = None
+    auth0_domain: str | None = None
+    auth0_audience: str | None = None
+    auth0_issuer: str | None = None
+    auth0_jwks_url: str | None = None
+    max_upload_bytes: PositiveInt = 52_428_800
+    max_image_pixels: PositiveInt = 150_000_000
+    job_timeout_seconds: PositiveInt = 300
+    signed_url_ttl_seconds: PositiveInt = 3600
+    cors_origins: str = ""
+    log_level: str = "INFO"
+
+    @field_validator("comfyui_url", "s3_endpoint_url", "auth0_jwks_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value.startswith(("postgres://", "sqlite://", "psycopg://", "asyncpg://")):
+            raise ValueError("must be a postgres:// or sqlite:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL")
+        return value or None
+
+    @model_validator(mode="after")
+    def _cloudfront_complete(self) -> Settings:
+        if (self.cloudfront_key_id is None) != (self.cloudfront_private_key_file is None):
+            raise ValueError("CLOUDFRONT_KEY_ID and CLOUDFRONT_PRIVATE_KEY_FILE must be set together")
+        if self.cloudfront_key_id and not self.cloudfront_domain:
+            raise ValueError("CLOUDFRONT_KEY_ID needs CLOUDFRONT_DOMAIN")
+        return self
+
+    @property
+    def issuer(self) -> str:
+        return self.auth0_issuer or f"https://{self.auth0_domain}/"
+
+    @property
+    def jwks_url(self) -> str:
+        return self.auth0_jwks_url or f"https://{self.auth0_domain}/.well-known/jwks.json"
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        return [origin.strip().rstrip("/") for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def bindings_path(self) -> Path:
+        return self.comfyui_workflow.with_name(self.comfyui_workflow.stem + ".bindings.json")
+
+    def require(self, *names: str) -> None:
+        """Refuse to start without the named settings (environment variable names)."""
+        missing = [name for name in names if getattr(self, name.lower()) in (None, "")]
+        if missing:
+            raise ConfigError(f"missing required setting(s): {', '.join(missing)}")
+
+    def require_production(self) -> None:
+        """What `restoration api` and `restoration worker` cannot run without."""
+        self.require("REDIS_URL", "S3_BUCKET", "AUTH0_DOMAIN", "AUTH0_AUDIENCE")
+        if not self.database_url.startswith(("postgres://", "psycopg://", "asyncpg://")):
+            raise ConfigError("DATABASE_URL must be a postgres:// URL outside `restoration dev`")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning pydantic's report into one line per problem."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]).upper() or "settings"
+            problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+

@@ -1,0 +1,99 @@
+"""The service's errors and the ONE place they become HTTP statuses and GraphQL codes.
+
+    ServiceError                       raised by the service functions on bad requests
+    ├── BadInput                       422 / BAD_USER_INPUT        a field is missing or out of range
+    ├── MalformedRequest               400 / (HTTP 400)            the body cannot be parsed at all
+    ├── NotFound                       404 / NOT_FOUND             missing, or not the caller's
+    ├── PayloadTooLarge                413 / PAYLOAD_TOO_LARGE     file over MAX_UPLOAD_BYTES
+    └── UnsupportedMediaType           415 / UNSUPPORTED_MEDIA_TYPE
+
+The boundaries' own exceptions are mapped here too: AuthError → 401, ImageTooLarge → 413,
+UnsupportedImage → 415, and every "dependency unavailable" (AuthUnavailable, StorageError,
+DatabaseUnavailable, QueueUnavailable) → 503 with Retry-After / SERVICE_UNAVAILABLE.
+Anything else is a bug: 500 / INTERNAL_SERVER_ERROR with a masked message (never a traceback).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gql.auth import AuthError, AuthUnavailable
+from models.repository import DatabaseUnavailable
+from storage.errors import StorageError
+from storage.images import ImageTooLarge, UnsupportedImage
+from tasks.queue import QueueUnavailable
+
+# Seconds a client should wait before retrying after a 503: long enough for a dependency to
+# come back from a restart, short enough that a person does not give up.
+RETRY_AFTER_SECONDS = 5
+
+
+class ServiceError(Exception):
+    status = 400
+    code = "BAD_REQUEST"
+
+
+class BadInput(ServiceError):
+    status = 422
+    code = "BAD_USER_INPUT"
+
+
+class MalformedRequest(ServiceError):
+    status = 400
+    code = "BAD_REQUEST"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "NOT_FOUND"
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+@dataclass(frozen=True)
+class Problem:
+    status: int
+    code: str
+    message: str
+    headers: dict[str, str]
+
+
+UNAVAILABLE = (AuthUnavailable, StorageError, DatabaseUnavailable, QueueUnavailable)
+KNOWN = (ServiceError, AuthError, ImageTooLarge, UnsupportedImage, *UNAVAILABLE)
+
+
+def classify(exc: BaseException) -> Problem:
+    if isinstance(exc, ServiceError):
+        return Problem(exc.status, exc.code, str(exc), {})
+    if isinstance(exc, AuthError):
+        return Problem(401, "UNAUTHENTICATED", f"not authenticated: {exc}", {"WWW-Authenticate": "Bearer"})
+    if isinstance(exc, ImageTooLarge):
+        return Problem(413, "PAYLOAD_TOO_LARGE", str(exc), {})
+    if isinstance(exc, UnsupportedImage):
+        return Problem(415, "UNSUPPORTED_MEDIA_TYPE", str(exc), {})
+    if isinstance(exc, UNAVAILABLE):
+        return Problem(
+            503,
+            "SERVICE_UNAVAILABLE",
+            f"{_dependency(exc)} unavailable, please retry shortly",
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    return Problem(500, "INTERNAL_SERVER_ERROR", "internal server error", {})
+
+
+def _dependency(exc: BaseException) -> str:
+    if isinstance(exc, AuthUnavailable):
+        return "authentication (JWKS)"
+    if isinstance(exc, StorageError):
+        return "storage"
+    if isinstance(exc, DatabaseUnavailable):
+        return "database"
+    return "job queue"

@@ -1,0 +1,74 @@
+"""GraphQL types, converted from service views in one place (`RestorationJob.from_view`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+
+from gql.jobs import JobPage, JobView
+from models.job import JobStatus as ModelStatus
+
+
+@strawberry.enum(name="JobStatus")
+class JobStatus(Enum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    def to_model(self) -> ModelStatus:
+        return ModelStatus(self.value)
+
+
+@strawberry.type
+class RestorationJob:
+    id: strawberry.ID
+    status: JobStatus
+    denoise: float
+    original_image_url: str
+    processed_image_url: str | None
+    error_message: str | None
+    progress: float | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_view(cls, view: JobView) -> RestorationJob:
+        return cls(
+            id=strawberry.ID(str(view.id)),
+            status=JobStatus(view.status.value),
+            denoise=view.denoise,
+            original_image_url=view.original_image_url,
+            processed_image_url=view.processed_image_url,
+            error_message=view.error_message,
+            progress=view.progress,
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+        )
+
+
+@strawberry.type
+class JobEdge:
+    cursor: str
+    node: RestorationJob
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class JobConnection:
+    edges: list[JobEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def from_page(cls, page: JobPage) -> JobConnection:
+        return cls(
+            edges=[JobEdge(cursor=cursor, node=RestorationJob.from_view(view)) for cursor, view in page.jobs],
+            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+        )

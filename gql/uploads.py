@@ -1,0 +1,166 @@
+"""Reading upload requests without ever holding more than the limit.
+
+`BodyLimitMiddleware` refuses a body whose `Content-Length` announces more than the limit before
+reading a byte, and cuts off a body that streams past it. Starlette's multipart parser spools
+files to disk beyond 1 MiB, so memory stays flat whatever the upload. The limit applies to the
+file; `MULTIPART_OVERHEAD` leaves room for boundaries, part headers and the GraphQL `operations`
+and `map` fields, and the file's own size is checked exactly after parsing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gql.errors import BadInput, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
+
+MULTIPART_OVERHEAD = 1024 * 1024
+# A request carries one image; a few more parts are tolerated only to answer "one file" clearly.
+MAX_FILES = 8
+MAX_FIELDS = 16
+
+
+class BodyTooLarge(PayloadTooLarge):
+    pass
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body: int, file_limit: int) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.file_limit = file_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            status, detail = (
+                (413, f"file too large: the limit is {self.file_limit} bytes")
+                if length.isdigit()
+                else (400, "invalid Content-Length")
+            )
+            await _send_json(send, status, {"detail": detail})
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge(f"file too large: the limit is {self.file_limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    # The body was not read: tell the client this connection is done.
+    headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+
+
+async def read_form(request: Request) -> FormData:
+    """Parse (and cache on the request) a multipart body; malformed bodies → 400."""
+    if not is_multipart(request):
+        raise UnsupportedMediaType("the request body must be multipart/form-data")
+    return await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
+
+
+def single_file(form: FormData, name: str) -> UploadFile:
+    """The one file uploaded under `name`: 422 when it is missing, not a file, or repeated."""
+    values = form.getlist(name)
+    files = [value for value in values if isinstance(value, UploadFile)]
+    if not values:
+        raise BadInput(f"missing file field {name!r}")
+    if len(values) > 1 or sum(isinstance(value, UploadFile) for value in form.values()) > 1:
+        raise BadInput("exactly one file must be uploaded")
+    if not files:
+        raise BadInput(f"field {name!r} must be a file upload")
+    return files[0]
+
+
+def check_size(upload: UploadFile, *, limit: int) -> int:
+    size = upload.size if upload.size is not None else _measure(upload)
+    if size > limit:
+        raise PayloadTooLarge(f"file too large: {size} bytes, the limit is {limit} bytes")
+    return size
+
+
+def _measure(upload: UploadFile) -> int:
+    upload.file.seek(0, 2)
+    size = upload.file.tell()
+    upload.file.seek(0)
+    return size
+
+
+@dataclass
+class GraphQLMultipart:
+    """A validated GraphQL multipart request (spec: `operations`, `map`, file parts)."""
+
+    operations: dict[str, Any]
+    files: dict[str, UploadFile] = field(default_factory=dict)
+
+
+def validate_graphql_multipart(form: FormData) -> GraphQLMultipart:
+    """Refuse what the multipart request spec does not allow, as HTTP 400.
+
+    Missing `operations` or `map`, a map entry naming a file part that is absent, a path that is
+    not `variables.<declared variable>`, or two files bound to one variable.
+    """
+    operations = _json_field(form, "operations")
+    mapping = _json_field(form, "map")
+    if not isinstance(operations, dict):
+        raise MalformedRequest("multipart `operations` must be a JSON object (batching is not supported)")
+    if not isinstance(mapping, dict):
+        raise MalformedRequest("multipart `map` must be a JSON object")
+    variables = operations.get("variables") or {}
+    if not isinstance(variables, dict):
+        raise MalformedRequest("`variables` must be an object")
+    files: dict[str, UploadFile] = {}
+    bound: set[str] = set()
+    for part, paths in mapping.items():
+        upload = form.get(part)
+        if not isinstance(upload, UploadFile):
+            raise MalformedRequest(f"multipart `map` names part {part!r}, which is not a file in the request")
+        if not isinstance(paths, list) or not paths:
+            raise MalformedRequest(f"multipart `map` entry {part!r} must be a non-empty list of paths")
+        for path in paths:
+            head, _, variable = str(path).partition(".")
+            if head != "variables" or not variable or variable.split(".")[0] not in variables:
+                raise MalformedRequest(f"multipart `map` path {path!r} does not name a declared variable")
+            if path in bound:
+                raise MalformedRequest(f"more than one file is mapped to {path!r}")
+            bound.add(path)
+        files[part] = upload
+    extra = [key for key, value in form.multi_items() if isinstance(value, UploadFile) and key not in mapping]
+    if extra:
+        raise MalformedRequest(f"file part(s) {', '.join(map(repr, extra))} are not in the multipart `map`")
+    return GraphQLMultipart(operations=operations, files=files)
+
+
+def _json_field(form: FormData, name: str) -> object:
+    raw = form.get(name)
+    if raw is None:
+        raise MalformedRequest(f"multipart request without the `{name}` field")
+    if isinstance(raw, UploadFile):
+        raise MalformedRequest(f"multipart `{name}` must be a field, not a file")
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise MalformedRequest(f"multipart `{name}` is not valid JSON") from None

@@ -1,0 +1,158 @@
+"""Every read and state change of a job, as small async functions over the ORM.
+
+State changes are conditional updates (`WHERE status = ...`), so two workers, or a worker and the
+reconciler, can never both move the same job: zero rows updated means someone else has it.
+Connection-level failures surface as `DatabaseUnavailable` (the API answers 503).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from tortoise.exceptions import DBConnectionError
+from tortoise.expressions import Q
+
+from models.job import JobStatus, RestorationJob
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    DBConnectionError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached; the operation may be retried later."""
+
+    kind = "database"
+
+    def __init__(self) -> None:
+        super().__init__("database unavailable")
+
+
+@contextlib.contextmanager
+def _db_errors() -> Iterator[None]:
+    try:
+        yield
+    except _CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable() from exc
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Position in a user's newest-first job list."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+
+async def create_job(*, job_id: uuid.UUID, user_id: str, denoise: float, original_key: str) -> RestorationJob:
+    with _db_errors():
+        return await RestorationJob.create(
+            id=job_id, user_id=user_id, denoise=denoise, original_key=original_key, status=JobStatus.PENDING
+        )
+
+
+async def delete_job(job_id: uuid.UUID) -> None:
+    with _db_errors():
+        await RestorationJob.filter(id=job_id).delete()
+
+
+async def get_job(job_id: uuid.UUID | str) -> RestorationJob | None:
+    with _db_errors():
+        return await RestorationJob.get_or_none(id=job_id)
+
+
+async def get_user_job(job_id: uuid.UUID, user_id: str) -> RestorationJob | None:
+    """The job when it exists AND belongs to the user; None otherwise (indistinguishable)."""
+    with _db_errors():
+        return await RestorationJob.get_or_none(id=job_id, user_id=user_id)
+
+
+async def list_user_jobs(
+    user_id: str, *, first: int, after: Cursor | None = None, status: JobStatus | None = None
+) -> tuple[list[RestorationJob], bool]:
+    """Up to `first` of the user's jobs, newest first, and whether more follow."""
+    query = RestorationJob.filter(user_id=user_id)
+    if status is not None:
+        query = query.filter(status=status)
+    if after is not None:
+        query = query.filter(
+            Q(created_at__lt=after.created_at) | Q(created_at=after.created_at, id__lt=after.id)
+        )
+    with _db_errors():
+        rows = await query.order_by("-created_at", "-id").limit(first + 1)
+    return rows[:first], len(rows) > first
+
+
+async def claim_job(job_id: uuid.UUID | str, *, worker_id: str, lease_seconds: float) -> RestorationJob | None:
+    """pending → processing for this worker; None when the job is not pending (not ours)."""
+    now = _now()
+    with _db_errors():
+        updated = await RestorationJob.filter(id=job_id, status=JobStatus.PENDING).update(
+            status=JobStatus.PROCESSING,
+            worker_id=worker_id,
+            started_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            progress=0.0,
+            updated_at=now,
+        )
+        if not updated:
+            return None
+        return await RestorationJob.get(id=job_id)
+
+
+async def set_progress(job_id: uuid.UUID | str, progress: float) -> bool:
+    with _db_errors():
+        return bool(
+            await RestorationJob.filter(id=job_id, status=JobStatus.PROCESSING).update(
+                progress=progress, updated_at=_now()
+            )
+        )
+
+
+async def complete_job(job_id: uuid.UUID | str, *, processed_key: str) -> RestorationJob | None:
+    """processing → completed; None when the job was settled by someone else meanwhile."""
+    now = _now()
+    with _db_errors():
+        updated = await RestorationJob.filter(id=job_id, status=JobStatus.PROCESSING).update(
+            status=JobStatus.COMPLETED,
+            processed_key=processed_key,
+            progress=None,
+            finished_at=now,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        return await RestorationJob.get(id=job_id) if updated else None
+
+
+async def fail_job(job_id: uuid.UUID | str, *, message: str, kind: str) -> RestorationJob | None:
+    """pending/processing → failed; None when the job was already terminal."""
+    now = _now()
+    with _db_errors():
+        updated = await RestorationJob.filter(
+            id=job_id, status__in=[JobStatus.PENDING, JobStatus.PROCESSING]
+        ).update(
+            status=JobStatus.FAILED,
+            error_message=message,
+            error_kind=kind,
+            progress=None,
+            finished_at=now,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        return await RestorationJob.get(id=job_id) if updated else None

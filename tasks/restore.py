@@ -1,0 +1,125 @@
+"""The restoration pipeline one job goes through in the worker.
+
+claim (pending → processing) → download the original → normalise it for ComfyUI → upload it into a
+per-slot input file → queue the prompt (prompt_id = job id) → wait for it → fetch the output →
+strip ComfyUI's metadata → store `restored/{id}.png` → completed. Any failure fails the job with a
+message its owner can read; nothing is retried (fail fast). The whole run is bounded by
+`job_timeout`: on expiry the prompt is removed from ComfyUI's queue or interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from comfy.client import ComfyClient, output_image
+from comfy.errors import ComfyError
+from models import repository
+from models.job import RestorationJob
+from storage.base import ObjectStore
+from storage.errors import StorageError
+from storage.images import ImageRejected, normalise_for_comfy, strip_png_metadata
+from workflows.binding import Workflow
+
+log = logging.getLogger("restore.pipeline")
+
+# ComfyUI input subfolder for our uploads; files are reused per slot (ComfyUI's /prompt lists the
+# input folder, so one file per job would slow every later prompt down).
+INPUT_SUBFOLDER = "restore"
+# How long a claim stays valid without the worker renewing it (the reconciler's yardstick).
+LEASE_SECONDS = 60.0
+
+JobListener = Callable[[RestorationJob], Awaitable[None]]
+
+
+def restored_key(job_id: object) -> str:
+    return f"restored/{job_id}.png"
+
+
+@dataclass
+class Restorer:
+    comfy: ComfyClient
+    storage: ObjectStore
+    workflow: Workflow
+    worker_id: str
+    job_timeout: float
+    max_inflight: int = 2
+    on_change: JobListener | None = None
+
+    def __post_init__(self) -> None:
+        self._slots: asyncio.Queue[int] = asyncio.Queue()
+        for slot in range(self.max_inflight):
+            self._slots.put_nowait(slot)
+
+    async def run(self, job_id: str) -> None:
+        """Process one job end to end; never raises for a job-level failure."""
+        job = await repository.claim_job(job_id, worker_id=self.worker_id, lease_seconds=LEASE_SECONDS)
+        if job is None:
+            log.info("restore.skipped job_id=%s (not pending)", job_id)
+            return
+        await self._changed(job)
+        started = time.monotonic()
+        log.info("restore.started job_id=%s", job_id)
+        try:
+            async with asyncio.timeout(self.job_timeout):
+                key = await self._process(job)
+        except TimeoutError:
+            await self._cancel_quietly(job_id)
+            await self._fail(job_id, f"the job did not finish within {self.job_timeout:g} s", "timeout")
+        except (ComfyError, StorageError, ImageRejected) as exc:
+            await self._fail(job_id, str(exc), getattr(exc, "kind", "error"))
+        except Exception:
+            log.exception("restore.crashed job_id=%s", job_id)
+            await self._fail(job_id, "internal error while restoring the image", "internal")
+        else:
+            done = await repository.complete_job(job_id, processed_key=key)
+            if done is not None:
+                log.info("restore.completed job_id=%s seconds=%.3f", job_id, time.monotonic() - started)
+                await self._changed(done)
+
+    async def _process(self, job: RestorationJob) -> str:
+        prompt_id = str(job.id)
+        original = await self.storage.get_bytes(job.original_key)
+        png = await asyncio.to_thread(normalise_for_comfy, original)
+        async with self._slot() as slot:
+            image_name = await self.comfy.upload_image(
+                png, name=f"{self.comfy.client_id}-{slot}.png", subfolder=INPUT_SUBFOLDER
+            )
+            prompt = self.workflow.build(
+                image_name=image_name, denoise=job.denoise, filename_prefix=f"restore/{job.id}/restored"
+            )
+            async with self.comfy.watch(prompt_id):
+                await self.comfy.queue_prompt(prompt, prompt_id=prompt_id)
+                log.info("restore.comfy.queued job_id=%s prompt_id=%s", job.id, prompt_id)
+                entry = await self.comfy.wait(prompt_id)
+            result = await self.comfy.view(output_image(entry, self.workflow.output_node))
+        clean = await asyncio.to_thread(strip_png_metadata, result)
+        key = restored_key(job.id)
+        await self.storage.put_bytes(key, clean, content_type="image/png")
+        return key
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[int]:
+        slot = await self._slots.get()
+        try:
+            yield slot
+        finally:
+            self._slots.put_nowait(slot)
+
+    async def _fail(self, job_id: str, message: str, kind: str) -> None:
+        log.warning("restore.failed job_id=%s kind=%s message=%s", job_id, kind, message)
+        failed = await repository.fail_job(job_id, message=message, kind=kind)
+        if failed is not None:
+            await self._changed(failed)
+
+    async def _cancel_quietly(self, prompt_id: str) -> None:
+        with contextlib.suppress(ComfyError):
+            await self.comfy.cancel(prompt_id)
+
+    async def _changed(self, job: RestorationJob) -> None:
+        if self.on_change is not None:
+            await self.on_change(job)

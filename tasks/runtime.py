@@ -1,0 +1,101 @@
+"""The worker's composition root and its one sync→async bridge.
+
+Huey runs tasks in plain threads. The worker process owns ONE event loop in a background thread,
+where every long-lived client lives: the database pool, the httpx client, the single ComfyUI
+websocket and the storage client. Each Huey thread hands its job to that loop and waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import httpx
+
+from comfy.client import ComfyClient
+from models.db import close_database, open_database
+from settings import Settings
+from storage.s3 import S3Storage, make_s3_client
+from tasks.restore import Restorer
+from workflows.binding import Workflow
+
+log = logging.getLogger("restore.worker")
+
+T = TypeVar("T")
+
+# Uploads of large PNGs and /view downloads can take a while; connecting must not.
+COMFY_HTTP_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+
+
+def worker_identity() -> str:
+    """Unique per process: it is ComfyUI's clientId, and two sockets with one id steal each other's events."""
+    return f"restoration-{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerRuntime:
+    def __init__(self, settings: Settings, workflow: Workflow) -> None:
+        self.settings = settings
+        self.workflow = workflow
+        self.worker_id = worker_identity()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="restore-loop", daemon=True)
+        self._http: httpx.AsyncClient | None = None
+        self._comfy: ComfyClient | None = None
+        self.restorer: Restorer | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+        self.call(self._open())
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.call(self._close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the worker loop from any thread and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def restore(self, job_id: str) -> None:
+        """The Huey task body."""
+        assert self.restorer is not None, "runtime not started"
+        self.call(self.restorer.run(job_id))
+
+    async def _open(self) -> None:
+        settings = self.settings
+        await open_database(settings.database_url)
+        self._http = httpx.AsyncClient(timeout=COMFY_HTTP_TIMEOUT)
+        self._comfy = ComfyClient(base_url=settings.comfyui_url, http=self._http, client_id=self.worker_id)
+        await self._comfy.start()
+        client = await asyncio.to_thread(
+            make_s3_client,
+            region=settings.aws_region,
+            endpoint_url=settings.s3_endpoint_url,
+            access_key_id=settings.aws_access_key_id,
+            secret_access_key=(
+                settings.aws_secret_access_key.get_secret_value() if settings.aws_secret_access_key else None
+            ),
+        )
+        assert settings.s3_bucket is not None
+        self.restorer = Restorer(
+            comfy=self._comfy,
+            storage=S3Storage(client=client, bucket=settings.s3_bucket),
+            workflow=self.workflow,
+            worker_id=self.worker_id,
+            job_timeout=settings.job_timeout_seconds,
+            max_inflight=settings.comfyui_max_inflight,
+        )
+        log.info("worker.started worker_id=%s comfyui=%s", self.worker_id, settings.comfyui_url)
+
+    async def _close(self) -> None:
+        if self._comfy is not None:
+            await self._comfy.close()
+        if self._http is not None:
+            await self._http.aclose()
+        await close_database()

@@ -1,0 +1,38 @@
+"""`restoration worker`: the Huey consumer that executes restoration jobs."""
+
+from __future__ import annotations
+
+import logging
+
+from settings import Settings
+from tasks.queue import create_huey, register_restore_task
+from tasks.runtime import WorkerRuntime
+from workflows.binding import Workflow
+
+log = logging.getLogger("restore.worker")
+
+# How long SIGTERM waits for running jobs before the worker exits anyway; what is left
+# unfinished is settled later from ComfyUI's own record.
+SHUTDOWN_GRACE_SECONDS = 30.0
+
+
+def run_worker(settings: Settings, workflow: Workflow, *, concurrency: int | None = None) -> None:
+    assert settings.redis_url is not None
+    huey = create_huey(settings.redis_url)
+    runtime = WorkerRuntime(settings, workflow)
+    register_restore_task(huey, runtime.restore)
+    runtime.start()
+    try:
+        consumer = huey.create_consumer(
+            workers=concurrency or settings.comfyui_max_inflight,
+            worker_type="thread",
+            periodic=False,
+            graceful_signal="TERM",
+            shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+            initial_delay=0.05,
+            max_delay=1.0,
+        )
+        consumer.run()
+    finally:
+        runtime.stop()
+        log.info("worker.stopped")

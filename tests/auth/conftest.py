@@ -1,0 +1,1 @@
+from tests.fixtures.jwks import jwks_server, tokens  # noqa: F401

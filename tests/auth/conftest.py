@@ -1,1 +1,0 @@
-from tests.fixtures.jwks import jwks_server, tokens  # noqa: F401

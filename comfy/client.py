@@ -311,8 +311,9 @@ def _json(response: httpx.Response, *, strict: bool = True) -> dict[str, Any]:
 
 
 def _short(message: str, limit: int = 300) -> str:
-    message = message.strip()
-    return message if len(message) <= limit else message[: limit - 1] + "…"
+    """The first line of an exception message (ComfyUI appends multi-line tips to some), bounded."""
+    first = next((line.strip() for line in message.splitlines() if line.strip()), "")
+    return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
 def _transport_reason(exc: httpx.TransportError) -> str:

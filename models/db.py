@@ -22,7 +22,9 @@ def tortoise_config(database_url: str, *, with_aerich: bool = True) -> dict[str,
 
 
 async def open_database(database_url: str) -> None:
-    await Tortoise.init(config=tortoise_config(database_url))
+    """Open the ORM for the whole process: request handlers and worker jobs run in other tasks
+    than the one that opened it, so the context must be the global fallback, not task-local."""
+    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
 
 
 async def close_database() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from huey import RedisHuey
@@ -203,3 +205,50 @@ async def test_api_serves_again_after_the_database_returns(client: httpx.AsyncCl
     await pg_proxy.restore()
     response = await post_photo(client, images.jpeg_bytes())
     assert response.status_code == 202
+
+
+async def raw_post(api: ApiServer, head: bytes, body_chunks: list[bytes]) -> bytes:
+    """Send a request over a plain socket and return whatever the server answers."""
+    host, port = api.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head)
+        for chunk in body_chunks:
+            writer.write(chunk)
+            try:
+                await writer.drain()
+            except ConnectionError:
+                break
+        return await asyncio.wait_for(reader.read(65536), timeout=10)
+    finally:
+        writer.close()
+
+
+async def test_announced_body_over_the_limit_is_refused_before_it_is_read(
+    api: ApiServer, tokens: TokenFactory, s3_server: S3ServerHandle
+) -> None:
+    s3_server.reset()
+    head = (
+        f"POST {RESTORE} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {tokens.issue(sub='alice')}\r\n"
+        "Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 5000000000\r\n\r\n"
+    ).encode()
+    answer = await raw_post(api, head, [])
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert s3_server.keys("originals/") == []
+
+
+async def test_streamed_body_past_the_limit_is_cut_off(
+    api: ApiServer, tokens: TokenFactory, s3_server: S3ServerHandle
+) -> None:
+    s3_server.reset()
+    limit = api.app.state.services.max_upload_bytes  # type: ignore[attr-defined]
+    head = (
+        f"POST {RESTORE} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {tokens.issue(sub='alice')}\r\n"
+        "Content-Type: multipart/form-data; boundary=x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    part = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
+    block = b"\0" * (4 * 1024 * 1024)
+    chunks = [b"%x\r\n%s\r\n" % (len(part), part)] + [b"%x\r\n%s\r\n" % (len(block), block)] * (limit // len(block) + 2)
+    answer = await raw_post(api, head, chunks)
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert s3_server.keys("originals/") == []

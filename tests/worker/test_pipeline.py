@@ -275,3 +275,23 @@ async def test_a_job_is_claimed_once_so_a_duplicate_delivery_is_harmless(
 
 async def test_unknown_job_id_is_ignored(worker: InProcessWorker) -> None:
     await worker.restorer.run(str(uuid.uuid4()))
+
+
+async def test_at_most_max_inflight_prompts_are_in_comfyui_at_once(
+    client: httpx.AsyncClient, worker: InProcessWorker, comfy
+) -> None:
+    await comfy.set_faults(service_time=0.3)
+    restorer = dataclasses.replace(worker.restorer, max_inflight=1)
+    ids = [await submit(client) for _ in range(3)]
+
+    await asyncio.gather(*(restorer.run(job_id) for job_id in ids))
+
+    received = sorted(prompt["received_at"] for prompt in (await comfy.state())["prompts"])
+    finished = []
+    for job_id in ids:
+        messages = (await comfy.wait_for_history(job_id))["status"]["messages"]
+        finished += [data["timestamp"] / 1000 for kind, data in messages if kind == "execution_success"]
+    finished.sort()
+    assert len(received) == len(finished) == 3
+    # One slot: each prompt reaches ComfyUI only after the previous one has finished.
+    assert all(later >= done for later, done in zip(received[1:], finished[:-1], strict=True))

@@ -1,0 +1,133 @@
+"""Bring up the whole stack on loopback for a benchmark: PostgreSQL database, Redis, moto S3, JWKS,
+the ComfyUI double and the real `restoration api` / `restoration worker` processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import redis
+from moto.server import ThreadedMotoServer
+
+from models.db import apply_migrations
+from storage.s3 import make_s3_client
+from tests.fixtures.comfy import ComfyEmulatorHandle
+from tests.fixtures.jwks import TEST_AUDIENCE, TEST_ISSUER, TokenFactory, serving_jwks
+from tests.fixtures.proxy import free_port
+
+RESTORATION = str(Path(sys.executable).parent / "restoration")
+REDIS_URL = "redis://127.0.0.1:6379/13"
+BUCKET = "restoration-bench"
+
+
+@dataclass
+class Stack:
+    api_url: str
+    token: str
+    comfy: ComfyEmulatorHandle
+    workdir: Path
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    client = make_s3_client(region="us-east-1", endpoint_url=url, access_key_id="bench", secret_access_key="bench")
+    client.create_bucket(Bucket=BUCKET)
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@contextlib.asynccontextmanager
+async def database() -> AsyncIterator[str]:
+    name = f"restoration_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", database="test")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgres://postgres@127.0.0.1:5432/{name}"
+    try:
+        await apply_migrations(url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    *, service_time: float, workers: int = 1, concurrency: int | None = None
+) -> AsyncIterator[Stack]:
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    with tempfile.TemporaryDirectory() as tmp, serving_jwks() as jwks, s3_server() as s3_url:
+        workdir = Path(tmp)
+        comfy = ComfyEmulatorHandle(
+            host="127.0.0.1", port=free_port(), root=workdir / "comfy", log_path=workdir / "comfy.log",
+            service_time=service_time,
+        )
+        comfy.root.mkdir()
+        comfy.start()
+        async with database() as database_url:
+            port = free_port()
+            env = {
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "DATABASE_URL": database_url,
+                "REDIS_URL": REDIS_URL,
+                "COMFYUI_URL": comfy.url,
+                "S3_BUCKET": BUCKET,
+                "S3_ENDPOINT_URL": s3_url,
+                "AWS_REGION": "us-east-1",
+                "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench",
+                "AUTH0_DOMAIN": "auth.restoration.test",
+                "AUTH0_AUDIENCE": TEST_AUDIENCE,
+                "AUTH0_ISSUER": TEST_ISSUER,
+                "AUTH0_JWKS_URL": jwks.url,
+                "LOG_LEVEL": "WARNING",
+            }
+            commands = [["api", "--port", str(port)]] + [
+                ["worker", *(["--concurrency", str(concurrency)] if concurrency else [])] for _ in range(workers)
+            ]
+            processes = [
+                subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
+                    [RESTORATION, *command], env=env, cwd=workdir,
+                                 stdout=(workdir / f"{command[0]}-{i}.log").open("wb"), stderr=subprocess.STDOUT)
+                for i, command in enumerate(commands)
+            ]
+            try:
+                url = f"http://127.0.0.1:{port}"
+                await _wait_healthy(url)
+                yield Stack(api_url=url, token=TokenFactory(jwks).issue(sub="bench"), comfy=comfy, workdir=workdir)
+            finally:
+                for process in processes:
+                    process.terminate()
+                for process in processes:
+                    try:
+                        process.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+        comfy.stop()
+
+
+async def _wait_healthy(url: str) -> None:
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get(f"{url}/healthz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.05)
+    raise RuntimeError("the API did not come up")

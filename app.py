@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -22,6 +23,7 @@ from fastapi.responses import JSONResponse
 from gql.auth import JwksCache, JwtVerifier
 from gql.context import Services
 from gql.errors import KNOWN, classify
+from gql.jobs import current_event
 from gql.rest import router as rest_router
 from gql.router import create_graphql_router
 from gql.schema import create_schema
@@ -31,11 +33,14 @@ from settings import ConfigError, Settings, load_settings
 from storage.errors import StorageConfigError, StorageError
 from storage.s3 import S3Storage, make_s3_client
 from storage.urls import ImageUrls
+from tasks.events import JobEventHub
 from tasks.queue import JobQueue, create_huey
 from workflows.binding import Workflow, WorkflowError, load_workflow
 
 log = logging.getLogger("restore.api")
 
+# The API's one pub/sub connection is named, so operators (and tests) can find it in CLIENT LIST.
+EVENTS_CLIENT_NAME = "restoration-api-events"
 # JWKS fetches are small; a slow identity provider must not hold requests for long.
 JWKS_HTTP_TIMEOUT = httpx.Timeout(5.0, connect=3.0)
 
@@ -49,6 +54,11 @@ def create_app(settings: Settings, workflow: Workflow) -> FastAPI:
         await open_database(settings.database_url)
         http = httpx.AsyncClient(timeout=JWKS_HTTP_TIMEOUT)
         huey = create_huey(redis_url)
+        events_client = aioredis.Redis.from_url(
+            redis_url, client_name=EVENTS_CLIENT_NAME, socket_connect_timeout=2, health_check_interval=15
+        )
+        hub = JobEventHub(events_client, resync=current_event)
+        await hub.start()
         try:
             client = await asyncio.to_thread(
                 make_s3_client,
@@ -81,6 +91,7 @@ def create_app(settings: Settings, workflow: Workflow) -> FastAPI:
                     audience=audience,
                     issuer=settings.issuer,
                 ),
+                events=hub,
                 max_upload_bytes=settings.max_upload_bytes,
                 max_image_pixels=settings.max_image_pixels,
                 default_denoise=workflow.default_denoise,
@@ -88,6 +99,8 @@ def create_app(settings: Settings, workflow: Workflow) -> FastAPI:
             app.state.queue = app.state.services.queue
             yield
         finally:
+            await hub.close()
+            await events_client.aclose()
             await http.aclose()
             huey.storage.pool.disconnect()
             await close_database()
@@ -99,7 +112,11 @@ def create_app(settings: Settings, workflow: Workflow) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(rest_router)
-    app.include_router(create_graphql_router(create_schema()), prefix="/graphql", include_in_schema=False)
+    app.include_router(
+        create_graphql_router(create_schema(), allowed_origins=settings.allowed_origins),
+        prefix="/graphql",
+        include_in_schema=False,
+    )
     _add_operations(app)
     _add_error_handlers(app)
     app.add_middleware(

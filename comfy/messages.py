@@ -39,6 +39,12 @@ class ProgressState:
 
 
 @dataclass(frozen=True)
+class ExecutionCached:
+    prompt_id: str | None
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ExecutionSuccess:
     prompt_id: str | None
 
@@ -59,7 +65,16 @@ class ExecutionInterrupted:
     node_type: str | None
 
 
-Message = Status | Executing | Progress | ProgressState | ExecutionSuccess | ExecutionError | ExecutionInterrupted
+Message = (
+    Status
+    | Executing
+    | Progress
+    | ProgressState
+    | ExecutionCached
+    | ExecutionSuccess
+    | ExecutionError
+    | ExecutionInterrupted
+)
 
 
 def parse_message(text: str) -> Message | None:
@@ -85,6 +100,10 @@ def parse_message(text: str) -> Message | None:
     if kind == "progress_state":
         nodes = data.get("nodes")
         return ProgressState(prompt_id=prompt_id, nodes=nodes if isinstance(nodes, dict) else {})
+    if kind == "execution_cached":
+        nodes = data.get("nodes")
+        cached = tuple(str(node) for node in nodes) if isinstance(nodes, list) else ()
+        return ExecutionCached(prompt_id=prompt_id, nodes=cached)
     if kind == "execution_success":
         return ExecutionSuccess(prompt_id=prompt_id)
     if kind == "execution_error":

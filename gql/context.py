@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 from gql.auth import JwtVerifier, Principal, bearer_token
 from storage.base import ObjectStore
 from storage.urls import ImageUrls
+from tasks.events import JobEventHub
 from tasks.queue import JobQueue
 
 # Full decodes of large images are the API's one memory-heavy step: bound how many run at once.
@@ -22,6 +23,7 @@ class Services:
     urls: ImageUrls
     queue: JobQueue
     verifier: JwtVerifier
+    events: JobEventHub
     max_upload_bytes: int
     max_image_pixels: int
     default_denoise: float

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from graphql import GraphQLError
+
 from gql.auth import AuthError, AuthUnavailable
 from models.repository import DatabaseUnavailable
 from storage.errors import StorageError
 from storage.images import ImageTooLarge, UnsupportedImage
+from tasks.events import EventStreamUnavailable
 from tasks.queue import QueueUnavailable
 
 # Seconds a client should wait before retrying after a 503: long enough for a dependency to
@@ -66,7 +69,7 @@ class Problem:
     headers: dict[str, str]
 
 
-UNAVAILABLE = (AuthUnavailable, StorageError, DatabaseUnavailable, QueueUnavailable)
+UNAVAILABLE = (AuthUnavailable, StorageError, DatabaseUnavailable, QueueUnavailable, EventStreamUnavailable)
 KNOWN = (ServiceError, AuthError, ImageTooLarge, UnsupportedImage, *UNAVAILABLE)
 
 
@@ -96,4 +99,19 @@ def _dependency(exc: BaseException) -> str:
         return "storage"
     if isinstance(exc, DatabaseUnavailable):
         return "database"
+    if isinstance(exc, EventStreamUnavailable):
+        return "live updates"
     return "job queue"
+
+
+def graphql_error(exc: BaseException, *, like: GraphQLError | None = None) -> GraphQLError:
+    """The GraphQL form of an exception: the contract's code, and no internals for the unknown."""
+    problem = classify(exc)
+    return GraphQLError(
+        message=problem.message,
+        nodes=like.nodes if like else None,
+        source=like.source if like else None,
+        positions=like.positions if like else None,
+        path=like.path if like else None,
+        extensions={"code": problem.code},
+    )

@@ -12,8 +12,10 @@ import contextlib
 import logging
 import math
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from starlette.datastructures import UploadFile
 
@@ -25,6 +27,7 @@ from models.job import JobStatus, RestorationJob
 from models.repository import Cursor, DatabaseUnavailable
 from storage.errors import StorageError
 from storage.images import inspect_image
+from tasks.events import JobEvent
 from tasks.queue import QueueUnavailable
 
 log = logging.getLogger("restore.api")
@@ -51,12 +54,35 @@ def original_key(job_id: uuid.UUID, extension: str) -> str:
     return f"originals/{job_id}.{extension}"
 
 
-def view_of(job: RestorationJob, services: Services) -> JobView:
+class JobState(Protocol):
+    """What a view is made from: a job row, or the state an event carries."""
+
+    @property
+    def id(self) -> uuid.UUID | str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def denoise(self) -> float: ...
+    @property
+    def original_key(self) -> str: ...
+    @property
+    def processed_key(self) -> str | None: ...
+    @property
+    def error_message(self) -> str | None: ...
+    @property
+    def progress(self) -> float | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+def view_of(job: JobState, services: Services) -> JobView:
     status = JobStatus(job.status)
     completed = status is JobStatus.COMPLETED and job.processed_key
     processed = services.urls.url_for(job.processed_key) if completed else None
     return JobView(
-        id=job.id,
+        id=job.id if isinstance(job.id, uuid.UUID) else uuid.UUID(job.id),
         status=status,
         denoise=job.denoise,
         original_image_url=services.urls.url_for(job.original_key),
@@ -176,3 +202,40 @@ def decode_cursor(value: str) -> Cursor:
         return Cursor(created_at=moment, id=uuid.UUID(job_id))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadInput("invalid cursor") from None
+
+
+# How long a new watcher waits for the API's event subscription to be up before giving up.
+EVENTS_CONNECT_WAIT = 5.0
+
+
+async def watch_job(*, services: Services, user_id: str, job_id: str) -> AsyncIterator[JobView]:
+    """The job's current state, then every change, ending after a terminal state.
+
+    Registers for events FIRST and reads the row SECOND, so nothing published in between is
+    lost; events not newer than what was already sent (by `seq`) are skipped.
+    """
+    parsed = parse_job_id(job_id)
+    if parsed is None:
+        raise NotFound("job not found")
+    await services.events.wait_connected(within=EVENTS_CONNECT_WAIT)
+    async with services.events.watch(str(parsed)) as feed:
+        job = await repository.get_user_job(parsed, user_id)
+        if job is None:
+            raise NotFound("job not found")
+        yield view_of(job, services)
+        if JobStatus(job.status).terminal:
+            return
+        seen = job.seq
+        async for event in feed:
+            if event.seq <= seen:
+                continue
+            seen = event.seq
+            yield view_of(event, services)
+            if event.terminal:
+                return
+
+
+async def current_event(job_id: str) -> JobEvent | None:
+    """The row as an event, for catching watchers up after the event stream reconnects."""
+    job = await repository.get_job(job_id)
+    return JobEvent.of(job) if job is not None else None

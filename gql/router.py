@@ -8,13 +8,14 @@ from typing import Any
 
 from graphql import GraphQLError
 from starlette.requests import HTTPConnection, Request
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import MaskErrors
 from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.types import Info as StrawberryInfo
 
-from gql.auth import AuthError, Principal
+from gql.auth import AuthError, AuthUnavailable, Principal, bearer_token
 from gql.context import Services, authenticate, services_of
-from gql.errors import KNOWN, classify
+from gql.errors import KNOWN, graphql_error
 from gql.uploads import is_multipart, read_form, validate_graphql_multipart
 
 log = logging.getLogger("restore.api")
@@ -73,23 +74,36 @@ class DomainErrors(MaskErrors):
         original = error.original_error
         if original is None or isinstance(original, GraphQLError):
             return error  # parse/validation errors: safe and useful as they are
-        problem = classify(original)
         if not isinstance(original, KNOWN):
             log.error("graphql.unexpected_error", exc_info=original)
-        return GraphQLError(
-            message=problem.message,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            extensions={"code": problem.code},
+        return graphql_error(original, like=error)
+
+
+class RestorationGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
+    async def on_ws_connect(self, context: GraphQLContext) -> dict[str, object] | None:
+        """Authenticate a websocket from its `connection_init` payload (`Authorization`, any key
+        case) or, failing that, the upgrade request's header. A bad or missing token rejects the
+        connection: close 4403 (graphql-transport-ws) or `connection_error` (graphql-ws)."""
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        header = next(
+            (value for key, value in params.items() if key.lower() == "authorization" and isinstance(value, str)),
+            None,
         )
+        if header is None and context.request is not None:
+            header = context.request.headers.get("authorization")
+        try:
+            context.principal = await context.services.verifier.verify(bearer_token(header))
+        except (AuthError, AuthUnavailable) as exc:
+            log.info("graphql.ws_rejected reason=%s", exc)
+            raise ConnectionRejectionError({"message": f"not authenticated: {exc}"}) from exc
+        return None
 
 
-def create_graphql_router(schema: Any) -> GraphQLRouter[GraphQLContext, None]:
-    return GraphQLRouter(
+def create_graphql_router(schema: Any, *, allowed_origins: list[str]) -> GraphQLRouter[GraphQLContext, None]:
+    return RestorationGraphQLRouter(
         schema,
         context_getter=graphql_context,
         multipart_uploads_enabled=True,
         graphql_ide="graphiql",
+        allowed_origins=allowed_origins,
     )

@@ -38,6 +38,9 @@ class RestorationJob(Model):
     # comfy_execution, comfy_unavailable, storage, timeout, internal, ...
     error_kind = fields.CharField(max_length=32, null=True)
     progress = fields.FloatField(null=True)
+    # Grows with every change of the row; events carry it so a watcher can tell old from new
+    # and notice a gap.
+    seq = fields.IntField(default=0)
     # Which worker process holds the job, and until when its claim is good without a heartbeat.
     worker_id = fields.CharField(max_length=64, null=True)
     lease_expires_at = fields.DatetimeField(null=True)

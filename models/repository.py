@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from tortoise.exceptions import DBConnectionError
-from tortoise.expressions import Q
+from tortoise.expressions import F, Q
 
 from models.job import JobStatus, RestorationJob
 
@@ -104,6 +104,7 @@ async def claim_job(job_id: uuid.UUID | str, *, worker_id: str, lease_seconds: f
     now = _now()
     with _db_errors():
         updated = await RestorationJob.filter(id=job_id, status=JobStatus.PENDING).update(
+            seq=F("seq") + 1,
             status=JobStatus.PROCESSING,
             worker_id=worker_id,
             started_at=now,
@@ -116,13 +117,13 @@ async def claim_job(job_id: uuid.UUID | str, *, worker_id: str, lease_seconds: f
         return await RestorationJob.get(id=job_id)
 
 
-async def set_progress(job_id: uuid.UUID | str, progress: float) -> bool:
+async def set_progress(job_id: uuid.UUID | str, progress: float) -> RestorationJob | None:
+    """Record progress of a processing job; None when the job is no longer processing."""
     with _db_errors():
-        return bool(
-            await RestorationJob.filter(id=job_id, status=JobStatus.PROCESSING).update(
-                progress=progress, updated_at=_now()
-            )
+        updated = await RestorationJob.filter(id=job_id, status=JobStatus.PROCESSING).update(
+            progress=progress, updated_at=_now(), seq=F("seq") + 1
         )
+        return await RestorationJob.get(id=job_id) if updated else None
 
 
 async def complete_job(job_id: uuid.UUID | str, *, processed_key: str) -> RestorationJob | None:
@@ -130,6 +131,7 @@ async def complete_job(job_id: uuid.UUID | str, *, processed_key: str) -> Restor
     now = _now()
     with _db_errors():
         updated = await RestorationJob.filter(id=job_id, status=JobStatus.PROCESSING).update(
+            seq=F("seq") + 1,
             status=JobStatus.COMPLETED,
             processed_key=processed_key,
             progress=None,
@@ -147,6 +149,7 @@ async def fail_job(job_id: uuid.UUID | str, *, message: str, kind: str) -> Resto
         updated = await RestorationJob.filter(
             id=job_id, status__in=[JobStatus.PENDING, JobStatus.PROCESSING]
         ).update(
+            seq=F("seq") + 1,
             status=JobStatus.FAILED,
             error_message=message,
             error_kind=kind,

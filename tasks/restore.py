@@ -18,11 +18,15 @@ from dataclasses import dataclass
 
 from comfy.client import ComfyClient, output_image
 from comfy.errors import ComfyError
+from comfy.messages import Message
+from comfy.progress import ProgressTracker
 from models import repository
 from models.job import RestorationJob
+from models.repository import DatabaseUnavailable
 from storage.base import ObjectStore
 from storage.errors import StorageError
 from storage.images import ImageRejected, normalise_for_comfy, strip_png_metadata
+from tasks.progress import ProgressReporter
 from workflows.binding import Workflow
 
 log = logging.getLogger("restore.pipeline")
@@ -92,15 +96,34 @@ class Restorer:
             prompt = self.workflow.build(
                 image_name=image_name, denoise=job.denoise, filename_prefix=f"restore/{job.id}/restored"
             )
-            async with self.comfy.watch(prompt_id):
+            tracker = ProgressTracker(prompt)
+            async with self.comfy.watch(prompt_id), ProgressReporter(self._progress_sink(prompt_id)) as reporter:
+
+                def on_event(message: Message) -> None:
+                    value = tracker.feed(message)
+                    if value is not None:
+                        reporter.update(value)
+
                 await self.comfy.queue_prompt(prompt, prompt_id=prompt_id)
                 log.info("restore.comfy.queued job_id=%s prompt_id=%s", job.id, prompt_id)
-                entry = await self.comfy.wait(prompt_id)
+                entry = await self.comfy.wait(prompt_id, on_event=on_event)
             result = await self.comfy.view(output_image(entry, self.workflow.output_node))
         clean = await asyncio.to_thread(strip_png_metadata, result)
         key = restored_key(job.id)
         await self.storage.put_bytes(key, clean, content_type="image/png")
         return key
+
+    def _progress_sink(self, job_id: str) -> Callable[[float], Awaitable[None]]:
+        async def sink(value: float) -> None:
+            try:
+                job = await repository.set_progress(job_id, round(value, 4))
+            except DatabaseUnavailable:
+                log.warning("restore.progress_not_saved job_id=%s (database unavailable)", job_id)
+                return
+            if job is not None:
+                await self._changed(job)
+
+        return sink
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[int]:

@@ -16,11 +16,13 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import httpx
+import redis.asyncio as aioredis
 
 from comfy.client import ComfyClient
 from models.db import close_database, open_database
 from settings import Settings
 from storage.s3 import S3Storage, make_s3_client
+from tasks.events import EventPublisher
 from tasks.restore import Restorer
 from workflows.binding import Workflow
 
@@ -46,6 +48,7 @@ class WorkerRuntime:
         self._thread = threading.Thread(target=self._loop.run_forever, name="restore-loop", daemon=True)
         self._http: httpx.AsyncClient | None = None
         self._comfy: ComfyClient | None = None
+        self._redis: aioredis.Redis | None = None
         self.restorer: Restorer | None = None
 
     def start(self) -> None:
@@ -83,6 +86,10 @@ class WorkerRuntime:
             ),
         )
         assert settings.s3_bucket is not None
+        assert settings.redis_url is not None
+        self._redis = aioredis.Redis.from_url(
+            settings.redis_url, client_name="restoration-worker-events", socket_connect_timeout=2
+        )
         self.restorer = Restorer(
             comfy=self._comfy,
             storage=S3Storage(client=client, bucket=settings.s3_bucket),
@@ -90,6 +97,7 @@ class WorkerRuntime:
             worker_id=self.worker_id,
             job_timeout=settings.job_timeout_seconds,
             max_inflight=settings.comfyui_max_inflight,
+            on_change=EventPublisher(self._redis).publish,
         )
         log.info("worker.started worker_id=%s comfyui=%s", self.worker_id, settings.comfyui_url)
 
@@ -98,4 +106,6 @@ class WorkerRuntime:
             await self._comfy.close()
         if self._http is not None:
             await self._http.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
         await close_database()

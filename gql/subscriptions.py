@@ -1,0 +1,24 @@
+"""GraphQL subscriptions: `jobUpdated` streams a job's state until it is completed or failed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from gql.errors import KNOWN, graphql_error
+from gql.jobs import watch_job
+from gql.router import Info
+from gql.types import RestorationJob
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="The job's current state, then every change; ends after COMPLETED/FAILED.")
+    async def job_updated(self, info: Info, id: strawberry.ID) -> AsyncGenerator[RestorationJob, None]:
+        context = info.context
+        try:
+            async for view in watch_job(services=context.services, user_id=context.user_id, job_id=str(id)):
+                yield RestorationJob.from_view(view)
+        except KNOWN as exc:
+            raise graphql_error(exc) from exc

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import logging
 import math
 import uuid
@@ -230,7 +231,7 @@ async def watch_job(*, services: Services, user_id: str, job_id: str) -> AsyncIt
             if event.seq <= seen:
                 continue
             seen = event.seq
-            yield view_of(event, services)
+            yield services.views.get((event.id, event.seq), functools.partial(view_of, event, services))
             if event.terminal:
                 return
 

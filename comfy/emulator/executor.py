@@ -136,7 +136,11 @@ class Executor:
         logger.info("executing prompt %s (faults: %s)", item.prompt_id, item.faults.mode)
         started = time.perf_counter()
         run = PromptRun(self, item)
-        success = await run.execute()
+        try:
+            success = await run.execute()
+        except Exception:  # an emulator bug must not kill the worker: report the prompt as failed
+            logger.exception("emulator failure while running prompt %s", item.prompt_id)
+            success = False
         status = {
             "status_str": "success" if success else "error",
             "completed": success,

@@ -37,6 +37,30 @@ class Stack:
     token: str
     comfy: ComfyEmulatorHandle
     workdir: Path
+    api_pid: int
+    env: dict[str, str]
+    processes: list[subprocess.Popen[bytes]]
+
+    def start_worker(self, concurrency: int | None = None) -> None:
+        """Start one more `restoration worker` process."""
+        self.processes.append(
+            _spawn(
+                ["worker", *(["--concurrency", str(concurrency)] if concurrency else [])],
+                self.env,
+                self.workdir,
+                f"worker-{len(self.processes)}",
+            )
+        )
+
+
+def _spawn(command: list[str], env: dict[str, str], workdir: Path, name: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [RESTORATION, *command],
+        env=env,
+        cwd=workdir,
+        stdout=(workdir / f"{name}.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 @contextlib.contextmanager
@@ -75,7 +99,10 @@ async def running_stack(
     with tempfile.TemporaryDirectory() as tmp, serving_jwks() as jwks, s3_server() as s3_url:
         workdir = Path(tmp)
         comfy = ComfyEmulatorHandle(
-            host="127.0.0.1", port=free_port(), root=workdir / "comfy", log_path=workdir / "comfy.log",
+            host="127.0.0.1",
+            port=free_port(),
+            root=workdir / "comfy",
+            log_path=workdir / "comfy.log",
             service_time=service_time,
         )
         comfy.root.mkdir()
@@ -98,19 +125,21 @@ async def running_stack(
                 "AUTH0_JWKS_URL": jwks.url,
                 "LOG_LEVEL": "WARNING",
             }
-            commands = [["api", "--port", str(port)]] + [
-                ["worker", *(["--concurrency", str(concurrency)] if concurrency else [])] for _ in range(workers)
-            ]
-            processes = [
-                subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
-                    [RESTORATION, *command], env=env, cwd=workdir,
-                                 stdout=(workdir / f"{command[0]}-{i}.log").open("wb"), stderr=subprocess.STDOUT)
-                for i, command in enumerate(commands)
-            ]
+            processes = [_spawn(["api", "--port", str(port)], env, workdir, "api")]
+            stack = Stack(
+                api_url=f"http://127.0.0.1:{port}",
+                token=TokenFactory(jwks).issue(sub="bench"),
+                comfy=comfy,
+                workdir=workdir,
+                api_pid=processes[0].pid,
+                env=env,
+                processes=processes,
+            )
+            for _ in range(workers):
+                stack.start_worker(concurrency)
             try:
-                url = f"http://127.0.0.1:{port}"
-                await _wait_healthy(url)
-                yield Stack(api_url=url, token=TokenFactory(jwks).issue(sub="bench"), comfy=comfy, workdir=workdir)
+                await _wait_healthy(stack.api_url)
+                yield stack
             finally:
                 for process in processes:
                     process.terminate()
@@ -131,3 +160,18 @@ async def _wait_healthy(url: str) -> None:
                     return
             await asyncio.sleep(0.05)
     raise RuntimeError("the API did not come up")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def redis_connections(pid: int, port: int = 6379) -> int:
+    """Established TCP connections from `pid` to the Redis port."""
+    out = subprocess.run(
+        ["ss", "-Htnp", "state", "established", f"( dport = :{port} )"], capture_output=True, text=True, check=True
+    ).stdout
+    return sum(1 for line in out.splitlines() if f"pid={pid}," in line)

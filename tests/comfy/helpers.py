@@ -76,11 +76,12 @@ class WsRecorder:
         self.connection = connection
         self.frames: list[str | bytes] = []
         self.closed = asyncio.Event()
+        self.error: websockets.ConnectionClosed | None = None  # how the connection ended, if abnormally
         self._changed = asyncio.Event()
         self._task = asyncio.create_task(self._read())
 
     @classmethod
-    async def connect(cls, url: str, *, max_size: int | None = None, feature_flags: bool = False) -> "WsRecorder":
+    async def connect(cls, url: str, *, max_size: int | None = 2**20, feature_flags: bool = False) -> "WsRecorder":
         connection = await websockets.connect(url, max_size=max_size)
         if feature_flags:
             await connection.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
@@ -91,8 +92,8 @@ class WsRecorder:
             async for frame in self.connection:
                 self.frames.append(frame)
                 self._changed.set()
-        except websockets.ConnectionClosed:
-            pass
+        except websockets.ConnectionClosed as closed:
+            self.error = closed
         finally:
             self.closed.set()
             self._changed.set()

@@ -3,6 +3,7 @@ HTTP and websockets against the emulator subprocess. Each test states one behavi
 ("fact N" refers to section 1 of the notes) or of the fault-injection API the backend's tests rely on.
 """
 
+import asyncio
 import io
 import json
 import struct
@@ -90,6 +91,16 @@ def of_prompt(messages: list[Message], prompt_id: str) -> list[Message]:
 
 def status(remaining: int) -> Message:
     return {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": remaining}}}}
+
+
+async def connections_settle(comfy: ComfyEmulatorHandle, client_id: str, count: int) -> dict[str, Any]:
+    """Wait until the emulator has ``count`` open sockets for ``client_id`` (socket cleanup is asynchronous)."""
+    for _ in range(500):
+        state = await comfy.state()
+        if state["ws_connections"].count(client_id) == count:
+            return state
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{client_id} still has {state['ws_connections'].count(client_id)} sockets")
 
 
 def small_graph(prefix: str, image: str = INPUT_NAME) -> dict[str, Any]:
@@ -470,6 +481,18 @@ async def test_history_lists_the_newest_entries_with_max_items(comfy, http, uplo
     assert list((await http.get("/history")).json()) == [first, second]
 
 
+async def test_history_items_can_be_deleted_and_cleared(comfy, http, uploaded, sockets):
+    ws = await connect(sockets, comfy, "forget")
+    first, _, _ = await run(http, ws, "forget", small_graph("misc/forget"))
+    second, _, _ = await run(http, ws, "forget", small_graph("misc/forget"))
+
+    deleted = await http.post("/history", json={"delete": [first]})
+    assert (deleted.status_code, deleted.content) == (200, b"")
+    assert list((await http.get("/history")).json()) == [second]
+    await http.post("/history", json={"clear": True})
+    assert (await http.get("/history")).json() == {}
+
+
 async def test_view_serves_the_output_png_with_the_prompt_embedded(comfy, http, uploaded, sockets):
     ws = await connect(sockets, comfy, "view")
     _, graph, messages = await run(http, ws, "view", bundled_workflow())
@@ -671,12 +694,24 @@ async def test_a_second_socket_with_the_same_client_id_steals_the_routing(comfy,
     assert state["ws_connections"].count("carol") == 2
 
 
+async def test_closing_the_stolen_socket_unroutes_the_new_one_too(comfy, http, sockets):
+    """ComfyUI's handler pops the client id when *any* socket of that id closes (server.py)."""
+    old = await connect(sockets, comfy, "frank")
+    await connect(sockets, comfy, "frank")
+
+    await old.close()
+    state = await connections_settle(comfy, "frank", 1)
+
+    assert "frank" not in state["ws_clients"]
+
+
 async def test_reconnecting_mid_run_replays_executing_without_prompt_id(comfy, http, uploaded, sockets):
     await comfy.set_faults(mode="hang")
     first = await connect(sockets, comfy, "dave")
     await submit(http, restore_workflow(), "dave", "dave-1")
     await first.wait_for_type("progress", prompt_id="dave-1")
     await first.close()
+    await connections_settle(comfy, "dave", 0)  # else the old handler's cleanup would unroute the new socket
 
     second = await connect(sockets, comfy, "dave")
     await second.wait_for_type("executing")
@@ -748,6 +783,18 @@ async def test_large_binary_frame_exceeds_the_default_websocket_limit(comfy, htt
     assert len(frame) > 1 << 20
     assert struct.unpack(">II", frame[:8]) == (1, 2)  # event 1 PREVIEW_IMAGE, format 2 PNG
     assert frame[8:16] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_large_binary_frame_kills_a_client_with_the_default_limit(comfy, http, uploaded, sockets):
+    await comfy.set_faults(large_binary_frame=True)
+    ws = await connect(sockets, comfy, "small")  # websockets' default max_size: 1 MiB
+
+    await submit(http, small_graph("misc/small"), "small", "small-1")
+    await ws.closed.wait()
+
+    assert ws.error is not None
+    assert ws.error.sent is not None
+    assert ws.error.sent.code == 1009  # "message too big"
 
 
 async def test_previews_are_event_1_jpegs_by_default(comfy, http, uploaded, sockets):

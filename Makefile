@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench api worker migrate
+.PHONY: dev test lint bench api worker migrate emulator
 
 $(STAMP): pyproject.toml
 	@command -v python3 >/dev/null || { echo "python3 (3.11+) is required"; exit 1; }
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
+
+dev: $(STAMP)
+	$(VENV)/bin/restoration dev
 
 test: $(STAMP)
 	bash .ci/services.sh
@@ -24,6 +27,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) tests/bench/submit_latency.py
+	$(PY) tests/bench/subscriptions.py
 
-migrate api worker: $(STAMP)
+migrate api worker emulator: $(STAMP)
 	$(VENV)/bin/restoration $@

@@ -1,17 +1,22 @@
 """Composition root of the API process, and the `restoration` command line.
 
-`create_app(settings)` builds the FastAPI app; its lifespan opens every long-lived client once
-(database, httpx, S3, Redis) and closes them on shutdown. `main()` is the console script.
+`create_app(settings, workflow)` builds the FastAPI app; its lifespan opens every long-lived client
+once (database, httpx, storage, Redis) and closes them on shutdown. With a `DevEnvironment` it
+becomes `restoration dev`'s app: local file storage served at signed URLs, its own JWKS, and an
+in-process worker. `main()` is the console script.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import secrets
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,9 +24,11 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from tortoise import connections
 
 from gql.auth import JwksCache, JwtVerifier
 from gql.context import Services
+from gql.devauth import JWKS_PATH, DevIdentity
 from gql.errors import KNOWN, classify
 from gql.jobs import current_event
 from gql.rest import router as rest_router
@@ -30,11 +37,14 @@ from gql.schema import create_schema
 from gql.uploads import MULTIPART_OVERHEAD, BodyLimitMiddleware
 from models.db import apply_migrations, close_database, open_database
 from settings import ConfigError, Settings, load_settings
+from storage.base import ObjectStore
 from storage.errors import StorageConfigError, StorageError
-from storage.s3 import S3Storage, make_s3_client
+from storage.local import FILES_PREFIX, LocalStorage, object_route
 from storage.urls import ImageUrls
+from tasks.embedded_worker import EmbeddedWorker
 from tasks.events import JobEventHub
 from tasks.queue import JobQueue, create_huey
+from tasks.runtime import restorer_session, s3_storage, worker_identity
 from workflows.binding import Workflow, WorkflowError, load_workflow
 
 log = logging.getLogger("restore.api")
@@ -43,67 +53,84 @@ log = logging.getLogger("restore.api")
 EVENTS_CLIENT_NAME = "restoration-api-events"
 # JWKS fetches are small; a slow identity provider must not hold requests for long.
 JWKS_HTTP_TIMEOUT = httpx.Timeout(5.0, connect=3.0)
+# Seconds a running job gets to finish when the dev server stops.
+DEV_SHUTDOWN_GRACE = 10.0
 
 
-def create_app(settings: Settings, workflow: Workflow) -> FastAPI:
-    @asynccontextmanager
+@dataclass(frozen=True)
+class DevEnvironment:
+    """What `restoration dev` adds to the API: where its state lives and how it is reached."""
+
+    data_dir: Path
+    public_url: str
+    identity: DevIdentity | None
+
+
+def local_storage(dev: DevEnvironment) -> LocalStorage:
+    key_file = dev.data_dir / "url-signing.key"
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_bytes(secrets.token_bytes(32))
+        key_file.chmod(0o600)
+    return LocalStorage(root=dev.data_dir / "objects", public_url=dev.public_url, signing_key=key_file.read_bytes())
+
+
+def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | None = None) -> FastAPI:
+    redis_url, audience = settings.redis_url, settings.auth0_audience
+    if not (redis_url and audience):
+        raise ConfigError("the API needs REDIS_URL and AUTH0_AUDIENCE")
+    local = local_storage(dev) if dev is not None and not settings.s3_bucket else None
+    if local is None and not settings.s3_bucket:
+        raise ConfigError("S3_BUCKET is required outside `restoration dev`")
+
+    @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis_url, bucket, audience = settings.redis_url, settings.s3_bucket, settings.auth0_audience
-        if not (redis_url and bucket and audience):
-            raise ConfigError("the API needs REDIS_URL, S3_BUCKET and AUTH0_AUDIENCE")
-        await open_database(settings.database_url)
-        http = httpx.AsyncClient(timeout=JWKS_HTTP_TIMEOUT)
-        huey = create_huey(redis_url)
-        events_client = aioredis.Redis.from_url(
-            redis_url, client_name=EVENTS_CLIENT_NAME, socket_connect_timeout=2, health_check_interval=15
-        )
-        hub = JobEventHub(events_client, resync=current_event)
-        await hub.start()
-        try:
-            client = await asyncio.to_thread(
-                make_s3_client,
-                region=settings.aws_region,
-                endpoint_url=settings.s3_endpoint_url,
-                access_key_id=settings.aws_access_key_id,
-                secret_access_key=(
-                    settings.aws_secret_access_key.get_secret_value() if settings.aws_secret_access_key else None
-                ),
+        async with contextlib.AsyncExitStack() as stack:
+            await open_database(settings.database_url)
+            stack.push_async_callback(close_database)
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=JWKS_HTTP_TIMEOUT))
+            huey = create_huey(redis_url)
+            stack.callback(huey.storage.pool.disconnect)
+            events_client = aioredis.Redis.from_url(
+                redis_url, client_name=EVENTS_CLIENT_NAME, socket_connect_timeout=2, health_check_interval=15
             )
-            storage = S3Storage(client=client, bucket=bucket)
+            stack.push_async_callback(events_client.aclose)
+            hub = JobEventHub(events_client, resync=current_event)
+            await hub.start()
+            stack.push_async_callback(hub.close)
+            storage: ObjectStore = local if local is not None else await asyncio.to_thread(s3_storage, settings)
             key_pem = (
                 await asyncio.to_thread(settings.cloudfront_private_key_file.read_bytes)
                 if settings.cloudfront_private_key_file
                 else None
             )
-            urls = ImageUrls(
-                ttl_seconds=settings.signed_url_ttl_seconds,
-                cloudfront_domain=settings.cloudfront_domain,
-                cloudfront_key_id=settings.cloudfront_key_id,
-                cloudfront_private_key_pem=key_pem,
-                presigner=storage.presigned_get_url,
-            )
+            queue = JobQueue(huey)
             app.state.services = Services(
                 storage=storage,
-                urls=urls,
-                queue=JobQueue(huey),
+                urls=ImageUrls(
+                    ttl_seconds=settings.signed_url_ttl_seconds,
+                    cloudfront_domain=settings.cloudfront_domain,
+                    cloudfront_key_id=settings.cloudfront_key_id,
+                    cloudfront_private_key_pem=key_pem,
+                    presigner=storage.presigned_get_url,
+                ),
+                queue=queue,
                 verifier=JwtVerifier(
-                    jwks=JwksCache(jwks_url=settings.jwks_url, http=http),
-                    audience=audience,
-                    issuer=settings.issuer,
+                    jwks=JwksCache(jwks_url=settings.jwks_url, http=http), audience=audience, issuer=settings.issuer
                 ),
                 events=hub,
                 max_upload_bytes=settings.max_upload_bytes,
                 max_image_pixels=settings.max_image_pixels,
                 default_denoise=workflow.default_denoise,
             )
-            app.state.queue = app.state.services.queue
+            if dev is not None:
+                restorer = await stack.enter_async_context(
+                    restorer_session(settings, workflow, storage=storage, worker_id=worker_identity())
+                )
+                worker = EmbeddedWorker(huey, restorer, concurrency=settings.comfyui_max_inflight)
+                await worker.start()
+                stack.push_async_callback(worker.stop, grace=DEV_SHUTDOWN_GRACE)
             yield
-        finally:
-            await hub.close()
-            await events_client.aclose()
-            await http.aclose()
-            huey.storage.pool.disconnect()
-            await close_database()
 
     app = FastAPI(
         title="Restoration API",
@@ -117,6 +144,11 @@ def create_app(settings: Settings, workflow: Workflow) -> FastAPI:
         prefix="/graphql",
         include_in_schema=False,
     )
+    if local is not None:
+        app.add_route(FILES_PREFIX + "{key:path}", object_route(local), methods=["GET"], include_in_schema=False)
+    if dev is not None and dev.identity is not None:
+        jwks = dev.identity.jwks
+        app.add_route(JWKS_PATH, lambda request: JSONResponse(jwks), methods=["GET"], include_in_schema=False)
     _add_operations(app)
     _add_error_handlers(app)
     app.add_middleware(
@@ -170,8 +202,6 @@ def _add_operations(app: FastAPI) -> None:
 
 
 async def _database_ok() -> bool:
-    from tortoise import connections
-
     try:
         await connections.get("default").execute_query("SELECT 1")
     except Exception:  # any failure at all means "not ready"
@@ -188,6 +218,8 @@ def _configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # One line per outgoing HTTP request is noise at INFO (JWKS, ComfyUI polling, the submit client).
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _load(require_production: bool = True) -> tuple[Settings, Workflow]:
@@ -222,6 +254,26 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from tasks.devserver import run_dev
+
+    settings, workflow = _load(require_production=False)
+    return run_dev(settings, workflow, host=args.host, port=args.port)
+
+
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    from comfy.emulator.__main__ import main as emulator_main
+
+    emulator_main(["--host", args.host, "--port", str(args.port), "--service-time", str(args.service_time)])
+    return 0
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from gql.submit_client import submit_cli
+
+    return submit_cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="restoration", description="Photo-restoration backend.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -233,6 +285,23 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run the Huey consumer that executes restoration jobs")
     worker.add_argument("--concurrency", type=int, default=None, help="worker threads (default COMFYUI_MAX_INFLIGHT)")
     worker.set_defaults(run=_cmd_worker)
+    dev = commands.add_parser("dev", help="the whole product in one process, no outside services")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.set_defaults(run=_cmd_dev)
+    emulator = commands.add_parser("emulator", help="the bundled ComfyUI emulator alone (CPU stand-ins, not ComfyUI)")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8188)
+    emulator.add_argument("--service-time", type=float, default=2.0, help="seconds the sampler stand-in takes")
+    emulator.set_defaults(run=_cmd_emulator)
+    submit = commands.add_parser("submit", help="upload a photo, follow the job live, download the result")
+    submit.add_argument("photo", type=Path)
+    submit.add_argument("--denoise", type=float, default=None)
+    submit.add_argument("--watch", action="store_true", help="follow the job with a progress bar until it ends")
+    submit.add_argument("--out", type=Path, default=None, help="where to save the result (implies --watch)")
+    submit.add_argument("--url", default=None, help="API base URL (default: ./.data/dev-url)")
+    submit.add_argument("--token", default=None, help="bearer token (default: ./.data/dev-token)")
+    submit.set_defaults(run=_cmd_submit)
     return parser
 
 

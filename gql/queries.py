@@ -23,13 +23,13 @@ class Query:
 
     @strawberry.field(description="The caller's jobs, newest first.")
     async def jobs(
-        self, info: Info, first: int = 20, after: str | None = None, status: JobStatus | None = None
+        self, info: Info, first: int | None = 20, after: str | None = None, status: JobStatus | None = None
     ) -> JobConnection:
         context = info.context
         page = await list_jobs(
             services=context.services,
             user_id=context.user_id,
-            first=first,
+            first=20 if first is None else first,
             after=after,
             status=status.to_model() if status else None,
         )

@@ -23,8 +23,16 @@ def tortoise_config(database_url: str, *, with_aerich: bool = True) -> dict[str,
 
 async def open_database(database_url: str) -> None:
     """Open the ORM for the whole process: request handlers and worker jobs run in other tasks
-    than the one that opened it, so the context must be the global fallback, not task-local."""
-    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+    than the one that opened it, so the context must be the global fallback, not task-local.
+
+    An SQLite database (the embedded default of `restoration dev`) gets its schema from the
+    models; PostgreSQL's comes only from the migrations (`restoration migrate`).
+    """
+    if database_url.startswith("sqlite://"):
+        Path(database_url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+    await Tortoise.init(config=tortoise_config(database_url, with_aerich=False), _enable_global_fallback=True)
+    if database_url.startswith("sqlite://"):
+        await Tortoise.generate_schemas(safe=True)
 
 
 async def close_database() -> None:

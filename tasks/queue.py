@@ -68,7 +68,7 @@ class JobQueue:
     """What the API needs of the queue: put a job id on it, see how long it is, check Redis."""
 
     def __init__(self, huey: RedisHuey) -> None:
-        self._huey = huey
+        self.huey = huey
         self._task = register_restore_task(huey, _api_side)
 
     async def enqueue(self, job_id: uuid.UUID) -> None:
@@ -79,12 +79,12 @@ class JobQueue:
 
     async def depth(self) -> int:
         try:
-            return int(await asyncio.to_thread(self._huey.pending_count))
+            return int(await asyncio.to_thread(self.huey.pending_count))
         except redis.RedisError as exc:
             raise QueueUnavailable() from exc
 
     async def ping(self) -> bool:
         try:
-            return bool(await asyncio.to_thread(self._huey.storage.conn.ping))
+            return bool(await asyncio.to_thread(self.huey.storage.conn.ping))
         except redis.RedisError:
             return False

@@ -2,17 +2,19 @@
 
 Huey runs tasks in plain threads. The worker process owns ONE event loop in a background thread,
 where every long-lived client lives: the database pool, the httpx client, the single ComfyUI
-websocket and the storage client. Each Huey thread hands its job to that loop and waits.
+websocket, the Redis publisher and the storage client. Each Huey thread hands its job to that
+loop and waits. `restorer_session` is also what `restoration dev` runs its in-process worker on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import threading
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 import httpx
@@ -20,7 +22,8 @@ import redis.asyncio as aioredis
 
 from comfy.client import ComfyClient
 from models.db import close_database, open_database
-from settings import Settings
+from settings import ConfigError, Settings
+from storage.base import ObjectStore
 from storage.s3 import S3Storage, make_s3_client
 from tasks.events import EventPublisher
 from tasks.restore import Restorer
@@ -39,6 +42,48 @@ def worker_identity() -> str:
     return f"restoration-{socket.gethostname()}-{os.getpid()}"
 
 
+def s3_storage(settings: Settings) -> S3Storage:
+    """The S3 store the settings describe (blocking: call it in a thread)."""
+    if not settings.s3_bucket:
+        raise ConfigError("S3_BUCKET is required")
+    secret = settings.aws_secret_access_key
+    client = make_s3_client(
+        region=settings.aws_region,
+        endpoint_url=settings.s3_endpoint_url,
+        access_key_id=settings.aws_access_key_id,
+        secret_access_key=secret.get_secret_value() if secret else None,
+    )
+    return S3Storage(client=client, bucket=settings.s3_bucket)
+
+
+@contextlib.asynccontextmanager
+async def restorer_session(
+    settings: Settings, workflow: Workflow, *, storage: ObjectStore, worker_id: str
+) -> AsyncIterator[Restorer]:
+    """A ready Restorer with its clients (ComfyUI websocket, Redis publisher); closes them after."""
+    if not settings.redis_url:
+        raise ConfigError("REDIS_URL is required")
+    async with httpx.AsyncClient(timeout=COMFY_HTTP_TIMEOUT) as http:
+        comfy = ComfyClient(base_url=settings.comfyui_url, http=http, client_id=worker_id)
+        publisher_client = aioredis.Redis.from_url(
+            settings.redis_url, client_name="restoration-worker-events", socket_connect_timeout=2
+        )
+        await comfy.start()
+        try:
+            yield Restorer(
+                comfy=comfy,
+                storage=storage,
+                workflow=workflow,
+                worker_id=worker_id,
+                job_timeout=settings.job_timeout_seconds,
+                max_inflight=settings.comfyui_max_inflight,
+                on_change=EventPublisher(publisher_client).publish,
+            )
+        finally:
+            await comfy.close()
+            await publisher_client.aclose()
+
+
 class WorkerRuntime:
     def __init__(self, settings: Settings, workflow: Workflow) -> None:
         self.settings = settings
@@ -46,9 +91,7 @@ class WorkerRuntime:
         self.worker_id = worker_identity()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="restore-loop", daemon=True)
-        self._http: httpx.AsyncClient | None = None
-        self._comfy: ComfyClient | None = None
-        self._redis: aioredis.Redis | None = None
+        self._session: contextlib.AbstractAsyncContextManager[Restorer] | None = None
         self.restorer: Restorer | None = None
 
     def start(self) -> None:
@@ -71,41 +114,13 @@ class WorkerRuntime:
         self.call(self.restorer.run(job_id))
 
     async def _open(self) -> None:
-        settings = self.settings
-        await open_database(settings.database_url)
-        self._http = httpx.AsyncClient(timeout=COMFY_HTTP_TIMEOUT)
-        self._comfy = ComfyClient(base_url=settings.comfyui_url, http=self._http, client_id=self.worker_id)
-        await self._comfy.start()
-        client = await asyncio.to_thread(
-            make_s3_client,
-            region=settings.aws_region,
-            endpoint_url=settings.s3_endpoint_url,
-            access_key_id=settings.aws_access_key_id,
-            secret_access_key=(
-                settings.aws_secret_access_key.get_secret_value() if settings.aws_secret_access_key else None
-            ),
-        )
-        assert settings.s3_bucket is not None
-        assert settings.redis_url is not None
-        self._redis = aioredis.Redis.from_url(
-            settings.redis_url, client_name="restoration-worker-events", socket_connect_timeout=2
-        )
-        self.restorer = Restorer(
-            comfy=self._comfy,
-            storage=S3Storage(client=client, bucket=settings.s3_bucket),
-            workflow=self.workflow,
-            worker_id=self.worker_id,
-            job_timeout=settings.job_timeout_seconds,
-            max_inflight=settings.comfyui_max_inflight,
-            on_change=EventPublisher(self._redis).publish,
-        )
-        log.info("worker.started worker_id=%s comfyui=%s", self.worker_id, settings.comfyui_url)
+        await open_database(self.settings.database_url)
+        storage = await asyncio.to_thread(s3_storage, self.settings)
+        self._session = restorer_session(self.settings, self.workflow, storage=storage, worker_id=self.worker_id)
+        self.restorer = await self._session.__aenter__()
+        log.info("worker.started worker_id=%s comfyui=%s", self.worker_id, self.settings.comfyui_url)
 
     async def _close(self) -> None:
-        if self._comfy is not None:
-            await self._comfy.close()
-        if self._http is not None:
-            await self._http.aclose()
-        if self._redis is not None:
-            await self._redis.aclose()
+        if self._session is not None:
+            await self._session.__aexit__(None, None, None)
         await close_database()

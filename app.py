@@ -44,7 +44,7 @@ from storage.urls import ImageUrls
 from tasks.embedded_worker import EmbeddedWorker
 from tasks.events import JobEventHub
 from tasks.queue import JobQueue, create_huey
-from tasks.runtime import restorer_session, s3_storage, worker_identity
+from tasks.runtime import reconciling, restorer_session, s3_storage, worker_identity
 from workflows.binding import Workflow, WorkflowError, load_workflow
 
 log = logging.getLogger("restore.api")
@@ -127,6 +127,7 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
                 restorer = await stack.enter_async_context(
                     restorer_session(settings, workflow, storage=storage, worker_id=worker_identity())
                 )
+                await stack.enter_async_context(reconciling(settings, restorer=restorer, queue=queue))
                 worker = EmbeddedWorker(huey, restorer, concurrency=settings.comfyui_max_inflight)
                 await worker.start()
                 stack.push_async_callback(worker.stop, grace=DEV_SHUTDOWN_GRACE)

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     # Prompts one worker process keeps inside ComfyUI at once (one running, one waiting): the rest
     # wait in our queue, where they are visible, instead of in ComfyUI's memory.
     comfyui_max_inflight: PositiveInt = 2
+    # A worker renews its claim on a running job this often (a third of it); a job whose lease ran
+    # out lost its worker and is settled by the reconciler, which runs every RECONCILE_INTERVAL.
+    worker_lease_seconds: PositiveInt = 60
+    reconcile_interval_seconds: Annotated[float, Field(gt=0)] = 10.0
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
     aws_region: str | None = None

@@ -47,6 +47,9 @@ POLL_INTERVAL = 2.0
 # Reconnect backoff bounds: quick to notice a restarted server, gentle on a dead one.
 RECONNECT_MIN_DELAY = 0.2
 RECONNECT_MAX_DELAY = 5.0
+# No frame at all for this long while one of our prompts runs: the socket is presumed stuck (the
+# most reported failure of ComfyUI clients) and is reopened with the same client id.
+WATCHDOG_SECONDS = 30.0
 # Keepalive pings detect half-open connections that never deliver a close frame.
 WS_PING_INTERVAL = 20.0
 WS_OPEN_TIMEOUT = 5.0
@@ -76,10 +79,12 @@ class ComfyClient:
         http: httpx.AsyncClient,
         client_id: str,
         poll_interval: float = POLL_INTERVAL,
+        watchdog: float = WATCHDOG_SECONDS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
         self.poll_interval = poll_interval
+        self.watchdog = watchdog
         self._http = http
         self._watchers: dict[str, asyncio.Queue[Event]] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -116,7 +121,14 @@ class ComfyClient:
                     self.connected.set()
                     delay = RECONNECT_MIN_DELAY
                     log.info("restore.comfy.ws_connected", extra={"client_id": self.client_id})
-                    async for frame in ws:
+                    while True:
+                        try:
+                            frame = await asyncio.wait_for(ws.recv(), timeout=self.watchdog)
+                        except TimeoutError:
+                            if not self._watchers:
+                                continue  # idle and quiet: nothing to worry about
+                            log.warning("restore.comfy.ws_silent seconds=%s; reconnecting", self.watchdog)
+                            break
                         if isinstance(frame, str):
                             self._dispatch(frame)
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as exc:
@@ -172,7 +184,7 @@ class ComfyClient:
             if event is None or isinstance(event, Disconnected | Executing):
                 entry = await self.history(prompt_id)
                 if entry is not None:
-                    return _settle(entry)
+                    return settle_entry(entry)
                 if not await self._known(prompt_id):
                     raise ComfyLost(prompt_id)
                 continue
@@ -281,7 +293,8 @@ def output_image(entry: dict[str, Any], node_id: str) -> OutputImage:
     )
 
 
-def _settle(entry: dict[str, Any]) -> dict[str, Any]:
+def settle_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry itself for a successful run; raises ComfyExecutionError/ComfyInterrupted otherwise."""
     status = entry.get("status", {}) if isinstance(entry.get("status"), dict) else {}
     if status.get("status_str") == "success" or status.get("completed") is True:
         return entry

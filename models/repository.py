@@ -159,3 +159,49 @@ async def fail_job(job_id: uuid.UUID | str, *, message: str, kind: str) -> Resto
             updated_at=now,
         )
         return await RestorationJob.get(id=job_id) if updated else None
+
+
+async def renew_lease(job_id: uuid.UUID | str, *, worker_id: str, lease_seconds: float) -> bool:
+    """The worker still holds the job; False when it no longer does (settled or taken over)."""
+    with _db_errors():
+        return bool(
+            await RestorationJob.filter(id=job_id, status=JobStatus.PROCESSING, worker_id=worker_id).update(
+                lease_expires_at=_now() + timedelta(seconds=lease_seconds)
+            )
+        )
+
+
+async def release_leases(worker_id: str) -> int:
+    """Hand a stopping worker's unfinished jobs to the reconciler at once (lease expired now)."""
+    with _db_errors():
+        return await RestorationJob.filter(status=JobStatus.PROCESSING, worker_id=worker_id).update(
+            lease_expires_at=_now()
+        )
+
+
+async def orphaned_jobs(*, limit: int = 100) -> list[RestorationJob]:
+    """Processing jobs whose worker stopped renewing its lease."""
+    with _db_errors():
+        return await RestorationJob.filter(status=JobStatus.PROCESSING, lease_expires_at__lt=_now()).limit(limit)
+
+
+async def take_over(job_id: uuid.UUID | str, *, worker_id: str, lease_seconds: float) -> RestorationJob | None:
+    """Claim an orphaned job for settling; None when someone else holds a live lease on it."""
+    now = _now()
+    with _db_errors():
+        updated = await RestorationJob.filter(
+            id=job_id, status=JobStatus.PROCESSING, lease_expires_at__lt=now
+        ).update(worker_id=worker_id, lease_expires_at=now + timedelta(seconds=lease_seconds))
+        return await RestorationJob.get(id=job_id) if updated else None
+
+
+async def pending_jobs(*, older_than: float, limit: int = 1000) -> list[RestorationJob]:
+    """Pending jobs created more than `older_than` seconds ago."""
+    with _db_errors():
+        return (
+            await RestorationJob.filter(
+                status=JobStatus.PENDING, created_at__lt=_now() - timedelta(seconds=older_than)
+            )
+            .order_by("created_at")
+            .limit(limit)
+        )

@@ -67,9 +67,9 @@ def _api_side(job_id: str) -> None:
 class JobQueue:
     """What the API needs of the queue: put a job id on it, see how long it is, check Redis."""
 
-    def __init__(self, huey: RedisHuey) -> None:
+    def __init__(self, huey: RedisHuey, task: TaskWrapper | None = None) -> None:
         self.huey = huey
-        self._task = register_restore_task(huey, _api_side)
+        self._task = task if task is not None else register_restore_task(huey, _api_side)
 
     async def enqueue(self, job_id: uuid.UUID) -> None:
         try:
@@ -82,6 +82,14 @@ class JobQueue:
             return int(await asyncio.to_thread(self.huey.pending_count))
         except redis.RedisError as exc:
             raise QueueUnavailable() from exc
+
+    async def queued_ids(self) -> set[str]:
+        """Job ids waiting in the queue (read without taking them off)."""
+        try:
+            tasks = await asyncio.to_thread(self.huey.pending)
+        except redis.RedisError as exc:
+            raise QueueUnavailable() from exc
+        return {str(task.args[0]) for task in tasks if task.args}
 
     async def ping(self) -> bool:
         try:

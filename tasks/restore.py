@@ -16,15 +16,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from comfy.client import ComfyClient, output_image
-from comfy.errors import ComfyError
+from comfy.client import ComfyClient, output_image, settle_entry
+from comfy.errors import ComfyError, ComfyUnavailable
 from comfy.messages import Message
 from comfy.progress import ProgressTracker
 from models import repository
 from models.job import RestorationJob
 from models.repository import DatabaseUnavailable
 from storage.base import ObjectStore
-from storage.errors import StorageError
+from storage.errors import StorageError, StorageUnavailable
 from storage.images import ImageRejected, normalise_for_comfy, strip_png_metadata
 from tasks.progress import ProgressReporter
 from workflows.binding import Workflow
@@ -53,6 +53,7 @@ class Restorer:
     job_timeout: float
     max_inflight: int = 2
     on_change: JobListener | None = None
+    lease_seconds: float = LEASE_SECONDS
 
     def __post_init__(self) -> None:
         self._slots: asyncio.Queue[int] = asyncio.Queue()
@@ -60,14 +61,34 @@ class Restorer:
             self._slots.put_nowait(slot)
 
     async def run(self, job_id: str) -> None:
-        """Process one job end to end; never raises for a job-level failure."""
-        job = await repository.claim_job(job_id, worker_id=self.worker_id, lease_seconds=LEASE_SECONDS)
+        """Process one job end to end; never raises for a job-level failure.
+
+        While it runs, the job's lease is renewed; if this process dies, the lease runs out and
+        the reconciler settles the job from ComfyUI's own record.
+        """
+        try:
+            job = await repository.claim_job(job_id, worker_id=self.worker_id, lease_seconds=self.lease_seconds)
+        except DatabaseUnavailable:
+            log.error("restore.claim_failed job_id=%s (database unavailable; the reconciler re-queues it)", job_id)
+            return
         if job is None:
             log.info("restore.skipped job_id=%s (not pending)", job_id)
             return
         await self._changed(job)
         started = time.monotonic()
         log.info("restore.started job_id=%s", job_id)
+        heartbeat = asyncio.create_task(self._heartbeat(job_id), name=f"lease-{job_id}")
+        try:
+            await self._run_claimed(job, started)
+        except DatabaseUnavailable:
+            log.error("restore.unsettled job_id=%s (database unavailable; the reconciler settles it)", job_id)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _run_claimed(self, job: RestorationJob, started: float) -> None:
+        job_id = str(job.id)
         try:
             async with asyncio.timeout(self.job_timeout):
                 key = await self._process(job)
@@ -80,10 +101,55 @@ class Restorer:
             log.exception("restore.crashed job_id=%s", job_id)
             await self._fail(job_id, "internal error while restoring the image", "internal")
         else:
-            done = await repository.complete_job(job_id, processed_key=key)
-            if done is not None:
-                log.info("restore.completed job_id=%s seconds=%.3f", job_id, time.monotonic() - started)
-                await self._changed(done)
+            await self._complete(job_id, key, started)
+
+    async def _heartbeat(self, job_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                if not await repository.renew_lease(job_id, worker_id=self.worker_id, lease_seconds=self.lease_seconds):
+                    return
+            except DatabaseUnavailable:
+                log.warning("restore.lease_not_renewed job_id=%s", job_id)
+
+    async def settle(self, job: RestorationJob) -> None:
+        """Settle a job whose worker is gone, from ComfyUI's own record (the job id is the prompt id).
+
+        Finished in ComfyUI → fetch and store the result, completed. Failed there → failed with
+        ComfyUI's reason. Still queued or running → left alone until its deadline, then cancelled.
+        Unknown to ComfyUI → failed ("worker lost").
+        """
+        job_id = str(job.id)
+        deadline_passed = job.started_at is not None and (time.time() - job.started_at.timestamp() > self.job_timeout)
+        try:
+            entry = await self.comfy.history(job_id)
+            if entry is None:
+                running, pending = await self.comfy.queue_ids()
+                if job_id not in running | pending:
+                    await self._fail(
+                        job_id, "worker lost: the job's worker stopped and ComfyUI has no record of it", "worker_lost"
+                    )
+                elif deadline_passed:
+                    await self._cancel_quietly(job_id)
+                    await self._fail(job_id, f"the job did not finish within {self.job_timeout:g} s", "timeout")
+                return
+            settle_entry(entry)
+            key = await self._store_result(job, entry)
+        except ComfyUnavailable as exc:
+            if deadline_passed:
+                await self._fail(job_id, f"worker lost, and {exc}", "worker_lost")
+            return
+        except (ComfyError, StorageError, ImageRejected) as exc:
+            await self._fail(job_id, str(exc), getattr(exc, "kind", "error"))
+            return
+        await self._complete(job_id, key, None)
+
+    async def _complete(self, job_id: str, key: str, started: float | None) -> None:
+        done = await repository.complete_job(job_id, processed_key=key)
+        if done is not None:
+            seconds = f"{time.monotonic() - started:.3f}" if started is not None else "?"
+            log.info("restore.completed job_id=%s seconds=%s", job_id, seconds)
+            await self._changed(done)
 
     async def _process(self, job: RestorationJob) -> str:
         prompt_id = str(job.id)
@@ -107,10 +173,17 @@ class Restorer:
                 await self.comfy.queue_prompt(prompt, prompt_id=prompt_id)
                 log.info("restore.comfy.queued job_id=%s prompt_id=%s", job.id, prompt_id)
                 entry = await self.comfy.wait(prompt_id, on_event=on_event)
-            result = await self.comfy.view(output_image(entry, self.workflow.output_node))
+            return await self._store_result(job, entry)
+
+    async def _store_result(self, job: RestorationJob, entry: dict[str, object]) -> str:
+        """Fetch the output image of a finished prompt, strip ComfyUI's metadata, store it."""
+        result = await self.comfy.view(output_image(entry, self.workflow.output_node))
         clean = await asyncio.to_thread(strip_png_metadata, result)
         key = restored_key(job.id)
-        await self.storage.put_bytes(key, clean, content_type="image/png")
+        try:
+            await self.storage.put_bytes(key, clean, content_type="image/png")
+        except StorageError as exc:
+            raise StorageUnavailable(f"could not store the restored image: {exc}") from exc
         return key
 
     def _progress_sink(self, job_id: str) -> Callable[[float], Awaitable[None]]:

@@ -19,13 +19,18 @@ from typing import Any, TypeVar
 
 import httpx
 import redis.asyncio as aioredis
+from huey import RedisHuey
 
 from comfy.client import ComfyClient
+from models import repository
 from models.db import close_database, open_database
+from models.repository import DatabaseUnavailable
 from settings import ConfigError, Settings
 from storage.base import ObjectStore
 from storage.s3 import S3Storage, make_s3_client
 from tasks.events import EventPublisher
+from tasks.queue import JobQueue, register_restore_task
+from tasks.reconcile import Reconciler
 from tasks.restore import Restorer
 from workflows.binding import Workflow
 
@@ -78,20 +83,42 @@ async def restorer_session(
                 job_timeout=settings.job_timeout_seconds,
                 max_inflight=settings.comfyui_max_inflight,
                 on_change=EventPublisher(publisher_client).publish,
+                lease_seconds=settings.worker_lease_seconds,
             )
         finally:
             await comfy.close()
             await publisher_client.aclose()
 
 
+@contextlib.asynccontextmanager
+async def reconciling(settings: Settings, *, restorer: Restorer, queue: JobQueue) -> AsyncIterator[Reconciler]:
+    """The periodic reconciler running beside a worker, stopped on exit."""
+    assert settings.redis_url is not None
+    client = aioredis.Redis.from_url(settings.redis_url, client_name="restoration-reconciler", socket_connect_timeout=2)
+    reconciler = Reconciler(
+        restorer=restorer, queue=queue, redis=client, interval=settings.reconcile_interval_seconds
+    )
+    task = asyncio.create_task(reconciler.run_forever(), name="reconciler")
+    try:
+        yield reconciler
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.aclose()
+
+
 class WorkerRuntime:
-    def __init__(self, settings: Settings, workflow: Workflow) -> None:
+    """Registers the restore task on `huey` (its body runs `Restorer.run` on the worker loop)."""
+
+    def __init__(self, settings: Settings, workflow: Workflow, huey: RedisHuey) -> None:
         self.settings = settings
         self.workflow = workflow
+        self.queue = JobQueue(huey, register_restore_task(huey, self.restore))
         self.worker_id = worker_identity()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="restore-loop", daemon=True)
-        self._session: contextlib.AbstractAsyncContextManager[Restorer] | None = None
+        self._stack = contextlib.AsyncExitStack()
         self.restorer: Restorer | None = None
 
     def start(self) -> None:
@@ -115,12 +142,20 @@ class WorkerRuntime:
 
     async def _open(self) -> None:
         await open_database(self.settings.database_url)
+        self._stack.push_async_callback(close_database)
         storage = await asyncio.to_thread(s3_storage, self.settings)
-        self._session = restorer_session(self.settings, self.workflow, storage=storage, worker_id=self.worker_id)
-        self.restorer = await self._session.__aenter__()
+        self.restorer = await self._stack.enter_async_context(
+            restorer_session(self.settings, self.workflow, storage=storage, worker_id=self.worker_id)
+        )
+        await self._stack.enter_async_context(reconciling(self.settings, restorer=self.restorer, queue=self.queue))
         log.info("worker.started worker_id=%s comfyui=%s", self.worker_id, self.settings.comfyui_url)
 
     async def _close(self) -> None:
-        if self._session is not None:
-            await self._session.__aexit__(None, None, None)
-        await close_database()
+        try:
+            # Whatever did not finish within the grace period goes to the reconciler now.
+            released = await repository.release_leases(self.worker_id)
+            if released:
+                log.warning("worker.released jobs=%d (left to the reconciler)", released)
+        except DatabaseUnavailable:
+            log.warning("worker.release_failed (leases will expire on their own)")
+        await self._stack.aclose()

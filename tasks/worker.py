@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from settings import Settings
-from tasks.queue import create_huey, register_restore_task
+from tasks.queue import create_huey
 from tasks.runtime import WorkerRuntime
 from workflows.binding import Workflow
 
@@ -19,8 +19,7 @@ SHUTDOWN_GRACE_SECONDS = 30.0
 def run_worker(settings: Settings, workflow: Workflow, *, concurrency: int | None = None) -> None:
     assert settings.redis_url is not None
     huey = create_huey(settings.redis_url)
-    runtime = WorkerRuntime(settings, workflow)
-    register_restore_task(huey, runtime.restore)
+    runtime = WorkerRuntime(settings, workflow, huey)
     runtime.start()
     try:
         consumer = huey.create_consumer(

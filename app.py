@@ -23,9 +23,11 @@ import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tortoise import connections
 
+from comfy.client import ComfyClient
 from gql.auth import JwksCache, JwtVerifier
 from gql.context import Services
 from gql.devauth import JWKS_PATH, DevIdentity
@@ -41,9 +43,10 @@ from storage.base import ObjectStore
 from storage.errors import StorageConfigError, StorageError
 from storage.local import FILES_PREFIX, LocalStorage, object_route
 from storage.urls import ImageUrls
+from tasks import metrics
 from tasks.embedded_worker import EmbeddedWorker
 from tasks.events import JobEventHub
-from tasks.queue import JobQueue, create_huey
+from tasks.queue import JobQueue, QueueUnavailable, create_huey
 from tasks.runtime import reconciling, restorer_session, s3_storage, worker_identity
 from workflows.binding import Workflow, WorkflowError, load_workflow
 
@@ -105,6 +108,7 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
                 else None
             )
             queue = JobQueue(huey)
+            app.state.comfy_probe = ComfyClient(base_url=settings.comfyui_url, http=http, client_id="api-probe")
             app.state.services = Services(
                 storage=storage,
                 urls=ImageUrls(
@@ -197,9 +201,22 @@ def _add_operations(app: FastAPI) -> None:
             checks["storage"] = "unavailable"
         checks["database"] = "ok" if await _database_ok() else "unavailable"
         ready = all(state == "ok" for state in checks.values())
+        # Reported, not required: jobs wait in the queue while ComfyUI is away.
+        checks["comfyui"] = "ok" if await request.app.state.comfy_probe.ping() else "unavailable"
         return JSONResponse(
             {"status": "ready" if ready else "unavailable", "dependencies": checks}, status_code=200 if ready else 503
         )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics(request: Request) -> Response:
+        services: Services = request.app.state.services
+        try:
+            metrics.QUEUE_DEPTH.set(await services.queue.depth())
+        except QueueUnavailable:
+            metrics.QUEUE_DEPTH.set(float("nan"))
+        metrics.OPEN_SUBSCRIPTIONS.set(services.events.watcher_count)
+        metrics.COMFY_UP.set(1.0 if await request.app.state.comfy_probe.ping() else 0.0)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def _database_ok() -> bool:

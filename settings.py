@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # out lost its worker and is settled by the reconciler, which runs every RECONCILE_INTERVAL.
     worker_lease_seconds: PositiveInt = 60
     reconcile_interval_seconds: Annotated[float, Field(gt=0)] = 10.0
+    # Each worker serves its Prometheus metrics on this port (0 = not at all).
+    worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9100
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
     aws_region: str | None = None

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import logging
 import math
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from models.job import JobStatus, RestorationJob
 from models.repository import Cursor, DatabaseUnavailable
 from storage.errors import StorageError
 from storage.images import inspect_image
+from tasks import metrics
 from tasks.events import JobEvent
 from tasks.queue import QueueUnavailable
 
@@ -119,6 +121,14 @@ async def submit_restoration(
     before the task is queued. When a later step fails, the earlier ones are undone, so a
     refused request leaves neither a job nor an object behind.
     """
+    started = time.perf_counter()
+    view = await _submit(services=services, user_id=user_id, upload=upload, denoise=denoise)
+    metrics.UPLOAD.observe(time.perf_counter() - started)
+    metrics.JOBS_CREATED.inc()
+    return view
+
+
+async def _submit(*, services: Services, user_id: str, upload: UploadFile, denoise: object) -> JobView:
     value = parse_denoise(denoise, default=services.default_denoise)
     check_size(upload, limit=services.max_upload_bytes)
     upload.file.seek(0)

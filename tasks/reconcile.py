@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from models import repository
 from models.repository import DatabaseUnavailable
+from tasks import metrics
 from tasks.queue import JobQueue, QueueUnavailable
 from tasks.restore import Restorer
 
@@ -97,6 +98,7 @@ class Reconciler:
             if taken is not None:
                 log.warning("reconcile.orphan job_id=%s previous_worker=%s", job.id, job.worker_id)
                 await self._restorer.settle(taken)
+                metrics.JOBS_SETTLED.inc()
                 settled += 1
         return settled
 
@@ -110,5 +112,6 @@ class Reconciler:
             if str(job.id) not in queued:
                 log.warning("reconcile.requeue job_id=%s (its queue message was lost)", job.id)
                 await self._queue.enqueue(job.id)
+                metrics.JOBS_REQUEUED.inc()
                 requeued += 1
         return requeued

@@ -26,6 +26,7 @@ from models.repository import DatabaseUnavailable
 from storage.base import ObjectStore
 from storage.errors import StorageError, StorageUnavailable
 from storage.images import ImageRejected, normalise_for_comfy, strip_png_metadata
+from tasks import metrics
 from tasks.progress import ProgressReporter
 from workflows.binding import Workflow
 
@@ -76,6 +77,8 @@ class Restorer:
             return
         await self._changed(job)
         started = time.monotonic()
+        if job.started_at is not None:
+            metrics.QUEUE_WAIT.observe(max(0.0, (job.started_at - job.created_at).total_seconds()))
         log.info("restore.started job_id=%s", job_id)
         heartbeat = asyncio.create_task(self._heartbeat(job_id), name=f"lease-{job_id}")
         try:
@@ -147,6 +150,8 @@ class Restorer:
     async def _complete(self, job_id: str, key: str, started: float | None) -> None:
         done = await repository.complete_job(job_id, processed_key=key)
         if done is not None:
+            metrics.JOBS_COMPLETED.inc()
+            _observe_end_to_end(done)
             seconds = f"{time.monotonic() - started:.3f}" if started is not None else "?"
             log.info("restore.completed job_id=%s seconds=%s", job_id, seconds)
             await self._changed(done)
@@ -172,7 +177,8 @@ class Restorer:
 
                 await self.comfy.queue_prompt(prompt, prompt_id=prompt_id)
                 log.info("restore.comfy.queued job_id=%s prompt_id=%s", job.id, prompt_id)
-                entry = await self.comfy.wait(prompt_id, on_event=on_event)
+                with metrics.COMFY_EXECUTION.time():
+                    entry = await self.comfy.wait(prompt_id, on_event=on_event)
             return await self._store_result(job, entry)
 
     async def _store_result(self, job: RestorationJob, entry: dict[str, object]) -> str:
@@ -210,6 +216,8 @@ class Restorer:
         log.warning("restore.failed job_id=%s kind=%s message=%s", job_id, kind, message)
         failed = await repository.fail_job(job_id, message=message, kind=kind)
         if failed is not None:
+            metrics.JOBS_FAILED.labels(kind).inc()
+            _observe_end_to_end(failed)
             await self._changed(failed)
 
     async def _cancel_quietly(self, prompt_id: str) -> None:
@@ -219,3 +227,8 @@ class Restorer:
     async def _changed(self, job: RestorationJob) -> None:
         if self.on_change is not None:
             await self.on_change(job)
+
+
+def _observe_end_to_end(job: RestorationJob) -> None:
+    if job.finished_at is not None:
+        metrics.END_TO_END.observe(max(0.0, (job.finished_at - job.created_at).total_seconds()))

@@ -28,6 +28,7 @@ from models.repository import DatabaseUnavailable
 from settings import ConfigError, Settings
 from storage.base import ObjectStore
 from storage.s3 import S3Storage, make_s3_client
+from tasks import metrics
 from tasks.events import EventPublisher
 from tasks.queue import JobQueue, register_restore_task
 from tasks.reconcile import Reconciler
@@ -74,6 +75,7 @@ async def restorer_session(
             settings.redis_url, client_name="restoration-worker-events", socket_connect_timeout=2
         )
         await comfy.start()
+        metrics.COMFY_UP.set_function(lambda: 1.0 if comfy.connected.is_set() else 0.0)
         try:
             yield Restorer(
                 comfy=comfy,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from prometheus_client import start_http_server
+
 from settings import Settings
 from tasks.queue import create_huey
 from tasks.runtime import WorkerRuntime
@@ -21,6 +23,9 @@ def run_worker(settings: Settings, workflow: Workflow, *, concurrency: int | Non
     huey = create_huey(settings.redis_url)
     runtime = WorkerRuntime(settings, workflow, huey)
     runtime.start()
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port)
+        log.info("worker.metrics port=%d", settings.worker_metrics_port)
     try:
         consumer = huey.create_consumer(
             workers=concurrency or settings.comfyui_max_inflight,

@@ -295,3 +295,22 @@ async def test_at_most_max_inflight_prompts_are_in_comfyui_at_once(
     assert len(received) == len(finished) == 3
     # One slot: each prompt reaches ComfyUI only after the previous one has finished.
     assert all(later >= done for later, done in zip(received[1:], finished[:-1], strict=True))
+
+
+def sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_outcomes_are_counted_in_the_metrics(client: httpx.AsyncClient, worker: InProcessWorker, comfy) -> None:
+    completed, failed = sample("restoration_jobs_completed_total"), sample(
+        "restoration_jobs_failed_total", kind="comfy_execution"
+    )
+    await submit(client)
+    await worker.drain()
+    await comfy.set_faults(mode="execution_error", node="31", message="boom")
+    await submit(client)
+    await worker.drain()
+    assert sample("restoration_jobs_completed_total") == completed + 1
+    assert sample("restoration_jobs_failed_total", kind="comfy_execution") == failed + 1

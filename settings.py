@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # out lost its worker and is settled by the reconciler, which runs every RECONCILE_INTERVAL.
     worker_lease_seconds: PositiveInt = 60
     reconcile_interval_seconds: Annotated[float, Field(gt=0)] = 10.0
+    # A pending job older than this that is not in the queue lost its message and is queued again.
+    requeue_after_seconds: Annotated[float, Field(gt=0)] = 30.0
     # Each worker serves its Prometheus metrics on this port (0 = not at all).
     worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9100
     s3_bucket: str | None = None

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,8 @@ RECONNECT_MAX_DELAY = 5.0
 # No frame at all for this long while one of our prompts runs: the socket is presumed stuck (the
 # most reported failure of ComfyUI clients) and is reopened with the same client id.
 WATCHDOG_SECONDS = 30.0
+# How long an unreachable server is waited for during a run before the job fails.
+OUTAGE_GRACE_SECONDS = 10.0
 # Keepalive pings detect half-open connections that never deliver a close frame.
 WS_PING_INTERVAL = 20.0
 WS_OPEN_TIMEOUT = 5.0
@@ -80,11 +83,13 @@ class ComfyClient:
         client_id: str,
         poll_interval: float = POLL_INTERVAL,
         watchdog: float = WATCHDOG_SECONDS,
+        outage_grace: float = OUTAGE_GRACE_SECONDS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
         self.poll_interval = poll_interval
         self.watchdog = watchdog
+        self.outage_grace = outage_grace
         self._http = http
         self._watchers: dict[str, asyncio.Queue[Event]] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -166,6 +171,7 @@ class ComfyClient:
         longer knows the prompt, ComfyUnavailable when it cannot be reached.
         """
         queue = self._watchers[prompt_id]
+        unreachable_since: float | None = None
         while True:
             try:
                 event: Event | None = await asyncio.wait_for(queue.get(), timeout=self.poll_interval)
@@ -182,11 +188,21 @@ class ComfyClient:
                     on_event(event)
                 continue
             if event is None or isinstance(event, Disconnected | Executing):
-                entry = await self.history(prompt_id)
+                try:
+                    entry = await self.history(prompt_id)
+                    if entry is None and not await self._known(prompt_id):
+                        raise ComfyLost(prompt_id)
+                except ComfyUnavailable:
+                    # A restart looks like a short outage: give it a moment, so a server that comes
+                    # back without our prompt is reported as a restart, and a dead one still fails fast.
+                    unreachable_since = unreachable_since or time.monotonic()
+                    if time.monotonic() - unreachable_since > self.outage_grace:
+                        raise
+                    await asyncio.sleep(min(self.poll_interval, 0.5))
+                    continue
+                unreachable_since = None
                 if entry is not None:
                     return settle_entry(entry)
-                if not await self._known(prompt_id):
-                    raise ComfyLost(prompt_id)
                 continue
             if on_event is not None:
                 on_event(event)

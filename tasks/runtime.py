@@ -98,7 +98,11 @@ async def reconciling(settings: Settings, *, restorer: Restorer, queue: JobQueue
     assert settings.redis_url is not None
     client = aioredis.Redis.from_url(settings.redis_url, client_name="restoration-reconciler", socket_connect_timeout=2)
     reconciler = Reconciler(
-        restorer=restorer, queue=queue, redis=client, interval=settings.reconcile_interval_seconds
+        restorer=restorer,
+        queue=queue,
+        redis=client,
+        interval=settings.reconcile_interval_seconds,
+        pending_grace=settings.requeue_after_seconds,
     )
     task = asyncio.create_task(reconciler.run_forever(), name="reconciler")
     try:

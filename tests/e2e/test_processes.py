@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 RESTORATION = str(Path(sys.executable).parent / "restoration")
 # A queue of their own, so the in-process tests' queue never sees these jobs.
-E2E_REDIS_URL = "redis://127.0.0.1:6379/14"
+E2E_REDIS_URL = os.environ.get("TEST_E2E_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
 @pytest.fixture

@@ -13,16 +13,28 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import python_multipart as multipart
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gql.errors import BadInput, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
 
 MULTIPART_OVERHEAD = 1024 * 1024
+# Largest GraphQL document (and multipart `operations`/`map` field) accepted: real operations are
+# a few hundred bytes; anything near this is an attack on the parser.
+MAX_OPERATION_BYTES = 64 * 1024
 # A request carries one image; a few more parts are tolerated only to answer "one file" clearly.
 MAX_FILES = 8
 MAX_FIELDS = 16
+# Longest part header line accepted (file names of 10 KB and more are legitimate, if odd).
+MAX_PART_HEADER_BYTES = 64 * 1024
+
+
+BODY_TAIL = "restoration.body_tail"
+TAIL_BYTES = 256
 
 
 class BodyTooLarge(PayloadTooLarge):
@@ -39,12 +51,14 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        limit = self.max_body
+        if not headers.get(b"content-type", b"").lower().startswith(b"multipart/form-data"):
+            limit = MAX_OPERATION_BYTES  # only multipart requests carry files
+        if length is not None and (not length.isdigit() or int(length) > limit):
             status, detail = (
-                (413, f"file too large: the limit is {self.file_limit} bytes")
-                if length.isdigit()
-                else (400, "invalid Content-Length")
+                (413, _too_large(limit, self.file_limit)) if length.isdigit() else (400, "invalid Content-Length")
             )
             await _send_json(send, status, {"detail": detail})
             return
@@ -54,12 +68,21 @@ class BodyLimitMiddleware:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise BodyTooLarge(f"file too large: the limit is {self.file_limit} bytes")
+                body = message.get("body", b"")
+                received += len(body)
+                if received > limit:
+                    raise BodyTooLarge(_too_large(limit, self.file_limit))
+                # Keep the body's last bytes: a multipart body must end with its closing boundary.
+                scope[BODY_TAIL] = (scope.get(BODY_TAIL, b"") + body)[-TAIL_BYTES:]
             return message
 
         await self.app(scope, limited, send)
+
+
+def _too_large(limit: int, file_limit: int) -> str:
+    if limit == MAX_OPERATION_BYTES:
+        return f"request body too large: the limit is {MAX_OPERATION_BYTES} bytes"
+    return f"file too large: the limit is {file_limit} bytes"
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
@@ -79,7 +102,80 @@ async def read_form(request: Request) -> FormData:
     """Parse (and cache on the request) a multipart body; malformed bodies → 400."""
     if not is_multipart(request):
         raise UnsupportedMediaType("the request body must be multipart/form-data")
-    return await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
+    boundary = _boundary(request.headers.get("content-type", ""))
+    if not boundary:
+        raise MalformedRequest("multipart body without a boundary")
+    if request._form is None:
+        parser = UploadParser(
+            request.headers,
+            request.stream(),
+            max_files=MAX_FILES,
+            max_fields=MAX_FIELDS,
+            max_part_size=MAX_OPERATION_BYTES,
+        )
+        try:
+            request._form = await parser.parse()
+        except MultiPartException as exc:
+            raise MalformedRequest(f"malformed multipart body: {exc.message}") from None
+    form = request._form
+    tail = request.scope.get(BODY_TAIL, b"").rstrip(b"\r\n")
+    if not tail.endswith(b"--" + boundary.encode("latin-1") + b"--"):
+        await form.close()
+        raise MalformedRequest("truncated multipart body (no closing boundary)")
+    return form
+
+
+class UploadParser(MultiPartParser):
+    """Starlette's multipart parser with a larger part-header limit.
+
+    python-multipart refuses part header lines over 4 KiB, so a long client file name (which we
+    accept and never use) would make a valid upload a 400. The body size is bounded anyway.
+    """
+
+    async def parse(self) -> FormData:
+        _, params = parse_options_header(self.headers["Content-Type"])
+        boundary = params.get(b"boundary")
+        if not boundary:
+            raise MultiPartException("Missing boundary in multipart.")
+        self._charset = "utf-8"
+        callbacks: Any = {
+            "on_part_begin": self.on_part_begin,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_end": self.on_end,
+        }
+        try:
+            parser = multipart.MultipartParser(boundary, callbacks, max_header_size=MAX_PART_HEADER_BYTES)
+            async for chunk in self.stream:
+                parser.write(chunk)
+                for part, data in self._file_parts_to_write:
+                    assert part.file is not None
+                    await part.file.write(data)
+                for part in self._file_parts_to_finish:
+                    assert part.file is not None
+                    await part.file.seek(0)
+                self._file_parts_to_write.clear()
+                self._file_parts_to_finish.clear()
+            parser.finalize()
+        except BaseException as exc:
+            for file in self._files_to_close_on_error:
+                file.close()
+            if isinstance(exc, multipart.exceptions.FormParserError):
+                raise MultiPartException("Invalid multipart data.") from exc
+            raise
+        return FormData(self.items)
+
+
+def _boundary(content_type: str) -> str | None:
+    for part in content_type.split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "boundary" and value.strip().strip('"'):
+            return value.strip().strip('"')
+    return None
 
 
 def single_file(form: FormData, name: str) -> UploadFile:

@@ -191,7 +191,42 @@ def _inspect_stream(fp: BinaryIO, *, max_pixels: int) -> ImageInfo:
         if info.format == "png":
             with _open(fp) as image:  # verify() leaves the image unusable; decode a fresh one
                 image.load()
+    reason = _polyglot_reason(fp, info.format)
+    if reason:
+        raise UnsupportedImage(f"the file is not only an image: {reason}")
     return info
+
+
+# Markup that makes a file renderable as a web page or script; long enough that compressed
+# image data does not produce them by chance (~1e-13 per position).
+_MARKUP = (b"<script", b"<iframe", b"<!doctype", b"<html>", b"<html ", b"<svg ", b"<?php", b"<object")
+_SCAN_CHUNK = 1024 * 1024
+_ZIP_TAIL = 65536 + 22  # a ZIP's end-of-central-directory record sits in its last 64 KiB + 22 bytes
+_PNG_END = b"IEND\xaeB`\x82"
+
+
+def _polyglot_reason(fp: BinaryIO, kind: str) -> str | None:
+    """Why the file is also something else (HTML/script, a ZIP archive, data after a PNG's end).
+
+    Stored originals are served back byte for byte, so a file that a browser or an unzip tool
+    would read as something other than an image is refused rather than cleaned.
+    """
+    fp.seek(0, os.SEEK_END)
+    size = fp.tell()
+    fp.seek(max(0, size - _ZIP_TAIL))
+    tail = fp.read()
+    if kind == "png" and not tail.endswith(_PNG_END):
+        return "data after the end of the PNG"
+    if b"PK\x05\x06" in tail:
+        return "a ZIP archive"
+    fp.seek(0)
+    overlap = b""
+    while chunk := fp.read(_SCAN_CHUNK):
+        window = (overlap + chunk).lower()
+        if any(marker in window for marker in _MARKUP):
+            return "HTML or script markup"
+        overlap = chunk[-16:]
+    return None
 
 
 def _open(fp: BinaryIO) -> ImageFile.ImageFile:

@@ -13,8 +13,7 @@ RESTORE = "/api/v1/restoration/restore"
 
 JOB_FIELDS = "id status denoise originalImageUrl processedImageUrl errorMessage progress createdAt updatedAt"
 RESTORE_MUTATION = (
-    "mutation($file: Upload!, $denoise: Float) "
-    f"{{ restoreImage(file: $file, denoise: $denoise) {{ {JOB_FIELDS} }} }}"
+    f"mutation($file: Upload!, $denoise: Float) {{ restoreImage(file: $file, denoise: $denoise) {{ {JOB_FIELDS} }} }}"
 )
 
 

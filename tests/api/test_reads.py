@@ -110,3 +110,11 @@ async def test_reads_are_503_while_the_database_is_down(owner: httpx.AsyncClient
     assert rest.status_code == 503
     assert "retry-after" in rest.headers
     assert gql.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+
+
+@pytest.mark.parametrize("status", ["PENDING", "PROCESSING", "COMPLETED", "FAILED"])
+async def test_status_filters_never_show_another_users_jobs(owner: httpx.AsyncClient, stranger, status: str) -> None:
+    theirs = await submit(stranger)
+    await RestorationJob.filter(id=theirs["id"]).update(status=JobStatus(status.lower()))
+    edges = (await graphql(owner, JOBS, status=status)).json()["data"]["jobs"]["edges"]
+    assert theirs["id"] not in [edge["node"]["id"] for edge in edges]

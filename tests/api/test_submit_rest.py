@@ -23,7 +23,6 @@ async def client(api: ApiServer, tokens: TokenFactory, s3_server: S3ServerHandle
         yield client
 
 
-
 @pytest.mark.parametrize(
     ("data", "extension"),
     [
@@ -137,9 +136,7 @@ async def test_body_that_is_not_multipart_is_415(client: httpx.AsyncClient) -> N
 
 
 async def test_malformed_multipart_is_400(client: httpx.AsyncClient) -> None:
-    response = await client.post(
-        RESTORE, content=b"--x\r\nnonsense", headers={"content-type": "multipart/form-data"}
-    )
+    response = await client.post(RESTORE, content=b"--x\r\nnonsense", headers={"content-type": "multipart/form-data"})
     assert response.status_code == 400
 
 

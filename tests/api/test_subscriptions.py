@@ -50,7 +50,11 @@ def hub_of(api: ApiServer):
 def event_connections(redis_url: str) -> int:
     client = redis.Redis.from_url(redis_url)
     try:
-        return sum(1 for entry in client.client_list() if entry.get("name") == EVENTS_CLIENT_NAME)
+        db = str(client.connection_pool.connection_kwargs.get("db", 0))
+        # Per database: another test session on the same Redis server has its own API.
+        return sum(
+            1 for entry in client.client_list() if entry.get("name") == EVENTS_CLIENT_NAME and entry.get("db") == db
+        )
     finally:
         client.close()
 
@@ -88,9 +92,7 @@ async def test_progress_from_comfyui_reaches_the_watcher_and_never_goes_back(
     await worker.drain()
     payloads = await socket.results()
 
-    progress = [
-        job["progress"] for job in (p["data"]["jobUpdated"] for p in payloads) if job["status"] == "PROCESSING"
-    ]
+    progress = [job["progress"] for job in (p["data"]["jobUpdated"] for p in payloads) if job["status"] == "PROCESSING"]
     reported = [value for value in progress if value]
     assert len(reported) >= 3
     assert reported == sorted(reported)

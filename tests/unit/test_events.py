@@ -12,9 +12,16 @@ NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
 def event(seq: int, status: str = "processing", progress: float | None = 0.5) -> JobEvent:
     return JobEvent(
-        id="job-1", seq=seq, status=status, denoise=0.5, original_key="originals/job-1.jpg",
-        processed_key="restored/job-1.png" if status == "completed" else None, error_message=None,
-        progress=progress, created_at=NOW, updated_at=NOW,
+        id="job-1",
+        seq=seq,
+        status=status,
+        denoise=0.5,
+        original_key="originals/job-1.jpg",
+        processed_key="restored/job-1.png" if status == "completed" else None,
+        error_message=None,
+        progress=progress,
+        created_at=NOW,
+        updated_at=NOW,
     )
 
 

@@ -13,7 +13,7 @@ def test_committed_schema_matches_the_live_schema() -> None:
     live = create_schema().as_str() + "\n"
     assert COMMITTED.read_text() == live, (
         "gql/schema.graphql is stale; regenerate it with "
-        "`python -c \"from gql.schema import create_schema; print(create_schema().as_str())\" > gql/schema.graphql`"
+        '`python -c "from gql.schema import create_schema; print(create_schema().as_str())" > gql/schema.graphql`'
     )
 
 

@@ -134,8 +134,9 @@ async def test_exif_orientation_is_applied_before_comfyui(
 async def test_execution_error_fails_the_job_naming_the_node(
     client: httpx.AsyncClient, worker: InProcessWorker, comfy
 ) -> None:
-    await comfy.set_faults(mode="execution_error", node="31", exception_type="torch.OutOfMemoryError",
-                           message="CUDA out of memory")
+    await comfy.set_faults(
+        mode="execution_error", node="31", exception_type="torch.OutOfMemoryError", message="CUDA out of memory"
+    )
     job_id = await submit(client)
     await worker.drain()
     job = await job_of(job_id)
@@ -164,8 +165,10 @@ async def test_200_with_node_errors_fails_the_job_and_cancels_the_partial_run(
     client: httpx.AsyncClient, worker: InProcessWorker, workflow: Workflow, comfy
 ) -> None:
     graph = json.loads(json.dumps(workflow.graph))
-    graph["900"] = {"class_type": "ImageScaleToTotalPixels",
-                    "inputs": {"image": ["41", 0], "upscale_method": "lanczos", "megapixels": 99.0}}
+    graph["900"] = {
+        "class_type": "ImageScaleToTotalPixels",
+        "inputs": {"image": ["41", 0], "upscale_method": "lanczos", "megapixels": 99.0},
+    }
     graph["901"] = {"class_type": "SaveImage", "inputs": {"images": ["900", 0], "filename_prefix": "bad/branch"}}
     worker.restorer.workflow = dataclasses.replace(workflow, graph=graph)
     job_id = await submit(client)
@@ -176,9 +179,7 @@ async def test_200_with_node_errors_fails_the_job_and_cancels_the_partial_run(
     assert job_id in cancelled(await comfy.state())
 
 
-async def test_silent_socket_is_settled_from_history(
-    client: httpx.AsyncClient, worker: InProcessWorker, comfy
-) -> None:
+async def test_silent_socket_is_settled_from_history(client: httpx.AsyncClient, worker: InProcessWorker, comfy) -> None:
     await comfy.set_faults(mode="silent_socket")
     job_id = await submit(client)
     await worker.drain()
@@ -206,9 +207,7 @@ async def test_comfyui_dying_mid_run_fails_the_job_as_unavailable(
     assert job.error_message.startswith(f"ComfyUI server unavailable at {comfy.url}")
 
 
-async def test_unreachable_comfyui_fails_fast(
-    client: httpx.AsyncClient, worker: InProcessWorker
-) -> None:
+async def test_unreachable_comfyui_fails_fast(client: httpx.AsyncClient, worker: InProcessWorker) -> None:
     async with httpx.AsyncClient() as http:
         worker.restorer.comfy = ComfyClient(base_url="http://127.0.0.1:9", http=http, client_id="nowhere")
         job_id = await submit(client)
@@ -304,8 +303,9 @@ def sample(name: str, **labels: str) -> float:
 
 
 async def test_outcomes_are_counted_in_the_metrics(client: httpx.AsyncClient, worker: InProcessWorker, comfy) -> None:
-    completed, failed = sample("restoration_jobs_completed_total"), sample(
-        "restoration_jobs_failed_total", kind="comfy_execution"
+    completed, failed = (
+        sample("restoration_jobs_completed_total"),
+        sample("restoration_jobs_failed_total", kind="comfy_execution"),
     )
     await submit(client)
     await worker.drain()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import signal
 import socket
@@ -22,7 +23,7 @@ import uvicorn
 from app import DevEnvironment, create_app
 from comfy.emulator import EmulatorConfig, create_emulator_app
 from gql.devauth import JWKS_PATH, DevIdentity
-from settings import Settings
+from settings import ConfigError, Settings
 from tasks.embedded_redis import EmbeddedRedis
 from workflows.binding import Workflow
 
@@ -47,9 +48,25 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@contextlib.contextmanager
+def _only_instance(data_dir: Path) -> Iterator[None]:
+    """One dev server per state directory: a second would fight over the Redis socket and SQLite."""
+    with open(data_dir / "dev.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another `restoration dev` is already running with {data_dir}") from None
+        yield
+
+
 def run_dev(settings: Settings, workflow: Workflow, *, host: str, port: int) -> int:
     data_dir = DATA_DIR.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    with _only_instance(data_dir):
+        return _run_dev(settings, workflow, data_dir, host=host, port=port)
+
+
+def _run_dev(settings: Settings, workflow: Workflow, data_dir: Path, *, host: str, port: int) -> int:
     local_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - comparing, not binding
     public_url = f"http://{local_host}:{port}"
     overrides: dict[str, object] = {}

@@ -9,6 +9,7 @@ loop and waits. `restorer_session` is also what `restoration dev` runs its in-pr
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -125,6 +126,7 @@ class WorkerRuntime:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="restore-loop", daemon=True)
         self._stack = contextlib.AsyncExitStack()
+        self._running: set[concurrent.futures.Future[None]] = set()
         self.restorer: Restorer | None = None
 
     def start(self) -> None:
@@ -144,7 +146,14 @@ class WorkerRuntime:
     def restore(self, job_id: str) -> None:
         """The Huey task body."""
         assert self.restorer is not None, "runtime not started"
-        self.call(self.restorer.run(job_id))
+        future = asyncio.run_coroutine_threadsafe(self.restorer.run(job_id), self._loop)
+        self._running.add(future)
+        try:
+            future.result()
+        except concurrent.futures.CancelledError:
+            log.warning("worker.job_handed_back job_id=%s (the worker stopped before it finished)", job_id)
+        finally:
+            self._running.discard(future)
 
     async def _open(self) -> None:
         await open_database(self.settings.database_url)
@@ -157,6 +166,10 @@ class WorkerRuntime:
         log.info("worker.started worker_id=%s comfyui=%s", self.worker_id, self.settings.comfyui_url)
 
     async def _close(self) -> None:
+        # Jobs still running after the grace period are cancelled, not failed: their prompts go on
+        # in ComfyUI and the reconciler settles them from there.
+        for future in list(self._running):
+            future.cancel()
         try:
             # Whatever did not finish within the grace period goes to the reconciler now.
             released = await repository.release_leases(self.worker_id)

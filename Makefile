@@ -20,10 +20,12 @@ dev: $(STAMP)
 test: $(STAMP)
 	bash .ci/services.sh
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) tests/bench/submit_latency.py

@@ -82,8 +82,8 @@ class JobState(Protocol):
 
 def view_of(job: JobState, services: Services) -> JobView:
     status = JobStatus(job.status)
-    completed = status is JobStatus.COMPLETED and job.processed_key
-    processed = services.urls.url_for(job.processed_key) if completed else None
+    key = job.processed_key if status is JobStatus.COMPLETED else None
+    processed = services.urls.url_for(key) if key else None
     return JobView(
         id=job.id if isinstance(job.id, uuid.UUID) else uuid.UUID(job.id),
         status=status,

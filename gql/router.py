@@ -102,7 +102,7 @@ class RestorationGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
 def create_graphql_router(schema: Any, *, allowed_origins: list[str]) -> GraphQLRouter[GraphQLContext, None]:
     return RestorationGraphQLRouter(
         schema,
-        context_getter=graphql_context,
+        context_getter=graphql_context,  # type: ignore[arg-type]  # a FastAPI yield-dependency
         multipart_uploads_enabled=True,
         graphql_ide="graphiql",
         allowed_origins=allowed_origins,

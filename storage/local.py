@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
@@ -96,7 +96,7 @@ class LocalStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename, so a reader never sees half an image.
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as out:
-            write(out)
+            write(out)  # type: ignore[arg-type]  # a binary file object, as BinaryIO means
         os.replace(out.name, path)
 
     async def _run(self, func: Callable[..., None], *args: object) -> None:
@@ -106,7 +106,7 @@ class LocalStorage:
             raise StorageUnavailable(f"local storage at {self.root} failed: {exc.strerror}") from exc
 
 
-def object_route(storage: LocalStorage) -> Callable[[Request], object]:
+def object_route(storage: LocalStorage) -> Callable[[Request], Awaitable[Response]]:
     """The `GET /files/{key}` endpoint serving objects at their signed URLs."""
 
     async def serve_object(request: Request) -> Response:

@@ -78,7 +78,7 @@ def dev_api(tmp_path: Path):
     process.wait(timeout=30)
 
 
-def test_schemathesis_finds_no_server_error_in_the_rest_api(dev_api: tuple[str, str]) -> None:
+def test_schemathesis_finds_no_server_error_in_the_rest_api(dev_api: tuple[str, str], tmp_path: Path) -> None:
     url, token = dev_api
     httpx.get(f"{url}/openapi.json", timeout=10).raise_for_status()
     result = subprocess.run(

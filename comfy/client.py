@@ -108,8 +108,7 @@ class ComfyClient:
     async def close(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            await asyncio.wait([self._listener])
             self._listener = None
         self.connected.clear()
 
@@ -128,7 +127,9 @@ class ComfyClient:
                     log.info("restore.comfy.ws_connected", extra={"client_id": self.client_id})
                     while True:
                         try:
-                            frame = await asyncio.wait_for(ws.recv(), timeout=self.watchdog)
+                            # asyncio.timeout, not wait_for: on 3.11 wait_for can drop a cancellation.
+                            async with asyncio.timeout(self.watchdog):
+                                frame = await ws.recv()
                         except TimeoutError:
                             if not self._watchers:
                                 continue  # idle and quiet: nothing to worry about
@@ -173,10 +174,10 @@ class ComfyClient:
         queue = self._watchers[prompt_id]
         unreachable_since: float | None = None
         while True:
-            try:
-                event: Event | None = await asyncio.wait_for(queue.get(), timeout=self.poll_interval)
-            except TimeoutError:
-                event = None  # silence: the socket may be stuck while ComfyUI works on
+            event: Event | None = None  # None = silence: the socket may be stuck while ComfyUI works on
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval):
+                    event = await queue.get()
             if isinstance(event, ExecutionError):
                 raise ComfyExecutionError(
                     node_id=event.node_id, node_type=event.node_type, message=_short(event.exception_message)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.types import ExecutionContext
 
+from gql.errors import KNOWN
 from gql.mutations import Mutation
 from gql.queries import Query
 from gql.router import DomainErrors
@@ -18,8 +21,22 @@ MAX_ALIASES = 15
 MAX_TOKENS = 2000
 
 
+class RestorationSchema(strawberry.Schema):
+    """Strawberry logs every error at ERROR with a traceback; expected ones (a 503 in an outage, a
+    refused upload) are not crashes. Unexpected errors are still logged, by `DomainErrors`."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        unexpected = [
+            error
+            for error in errors
+            if error.original_error is not None and not (isinstance(error.original_error, (*KNOWN, GraphQLError)))
+        ]
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
+
+
 def create_schema() -> strawberry.Schema:
-    return strawberry.Schema(
+    return RestorationSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

@@ -8,7 +8,6 @@ used, so Ctrl-C stays uvicorn's; on shutdown running jobs get `grace` seconds to
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from huey import RedisHuey
@@ -36,9 +35,8 @@ class EmbeddedWorker:
         _, pending = await asyncio.wait(self._tasks, timeout=grace) if self._tasks else (set(), set())
         for task in pending:
             task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if pending:
+            await asyncio.wait(pending)
 
     async def _consume(self) -> None:
         while not self._stopping.is_set():

@@ -178,8 +178,7 @@ class JobEventHub:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])
             self._task = None
         for watchers in self._watchers.values():
             for watcher in watchers:
@@ -188,7 +187,8 @@ class JobEventHub:
 
     async def wait_connected(self, *, within: float) -> None:
         try:
-            await asyncio.wait_for(self.connected.wait(), timeout=within)
+            async with asyncio.timeout(within):
+                await self.connected.wait()
         except TimeoutError:
             raise EventStreamUnavailable() from None
 

@@ -1,11 +1,15 @@
 """Progress reporting for one running job, throttled: at most one update every `min_interval`,
 and the latest value is always delivered (a trailing update), so a long final node does not
-leave watchers looking at an old figure."""
+leave watchers looking at an old figure.
+
+Stopping never depends on a cancellation arriving: on Python 3.11, `asyncio.wait_for` (used
+inside redis-py) can swallow one when a reply lands in the same loop turn. The reporter is told
+to stop with a flag as well, and the job's own cancellation is never absorbed while it waits.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +27,7 @@ class ProgressReporter:
         self._latest = 0.0
         self._sent = 0.0
         self._wake = asyncio.Event()
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
 
     def update(self, value: float) -> None:
@@ -35,19 +40,24 @@ class ProgressReporter:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._task is None:
+            return
+        self._closing = True
+        self._wake.set()
+        self._task.cancel()
+        # asyncio.wait neither raises the reporter's CancelledError nor hides ours.
+        await asyncio.wait([self._task])
 
     async def _run(self) -> None:
         last = float("-inf")
-        while True:
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
             wait = last + self._min_interval - time.monotonic()
-            if wait > 0:
+            if wait > 0 and not self._closing:
                 await asyncio.sleep(wait)
+            if self._closing:
+                return
             if self._latest > self._sent:
                 self._sent = self._latest
                 last = time.monotonic()

@@ -73,7 +73,8 @@ class Reconciler:
 
     async def run_once(self) -> Report:
         token = uuid.uuid4().hex
-        lock_ms = int(max(self.interval * 3, 30) * 1000)
+        # Outlives a slow round; a worker killed mid-round blocks the others for this long at most.
+        lock_ms = int(max(self.interval * 3, 10) * 1000)
         if not await self._redis.set(LOCK_KEY, token, nx=True, px=lock_ms):
             return Report(skipped=True)
         try:

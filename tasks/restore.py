@@ -87,8 +87,7 @@ class Restorer:
             log.error("restore.unsettled job_id=%s (database unavailable; the reconciler settles it)", job_id)
         finally:
             heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            await asyncio.wait([heartbeat])  # without absorbing a cancellation of this job
 
     async def _run_claimed(self, job: RestorationJob, started: float) -> None:
         job_id = str(job.id)

@@ -110,8 +110,7 @@ async def reconciling(settings: Settings, *, restorer: Restorer, queue: JobQueue
         yield reconciler
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait([task])
         await client.aclose()
 
 

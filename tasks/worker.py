@@ -6,7 +6,7 @@ import logging
 
 from prometheus_client import start_http_server
 
-from settings import Settings
+from settings import ConfigError, Settings
 from tasks.queue import create_huey
 from tasks.runtime import WorkerRuntime
 from workflows.binding import Workflow
@@ -24,7 +24,14 @@ def run_worker(settings: Settings, workflow: Workflow, *, concurrency: int | Non
     runtime = WorkerRuntime(settings, workflow, huey)
     runtime.start()
     if settings.worker_metrics_port:
-        start_http_server(settings.worker_metrics_port)
+        try:
+            start_http_server(settings.worker_metrics_port)
+        except OSError as exc:
+            runtime.stop()
+            raise ConfigError(
+                f"WORKER_METRICS_PORT {settings.worker_metrics_port} is not available ({exc.strerror}); "
+                "give each worker its own port, or 0 to serve no metrics"
+            ) from None
         log.info("worker.metrics port=%d", settings.worker_metrics_port)
     try:
         consumer = huey.create_consumer(

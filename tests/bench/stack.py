@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -40,17 +41,28 @@ class Stack:
     api_pid: int
     env: dict[str, str]
     processes: list[subprocess.Popen[bytes]]
+    metrics_ports: list[int] = field(default_factory=list)
 
     def start_worker(self, concurrency: int | None = None) -> None:
-        """Start one more `restoration worker` process."""
+        """Start one more `restoration worker` process.
+
+        Each worker serves its metrics on a free port of its own (`metrics_ports`): on the default
+        port a second worker (or another test run's worker) would fail to start.
+        """
+        port = free_port()
         self.processes.append(
             _spawn(
                 ["worker", *(["--concurrency", str(concurrency)] if concurrency else [])],
-                self.env,
+                {**self.env, "WORKER_METRICS_PORT": str(port)},
                 self.workdir,
                 f"worker-{len(self.processes)}",
             )
         )
+        self.metrics_ports.append(port)
+
+    @property
+    def database_url(self) -> str:
+        return self.env["DATABASE_URL"]
 
 
 def _spawn(command: list[str], env: dict[str, str], workdir: Path, name: str) -> subprocess.Popen[bytes]:
@@ -93,7 +105,7 @@ async def database() -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    *, service_time: float, workers: int = 1, concurrency: int | None = None
+    *, service_time: float, workers: int = 1, concurrency: int | None = None, log_level: str = "WARNING"
 ) -> AsyncIterator[Stack]:
     redis.Redis.from_url(REDIS_URL).flushdb()
     with tempfile.TemporaryDirectory() as tmp, serving_jwks() as jwks, s3_server() as s3_url:
@@ -107,7 +119,9 @@ async def running_stack(
         )
         comfy.root.mkdir()
         comfy.start()
-        async with database() as database_url:
+        async with contextlib.AsyncExitStack() as cleanup:
+            cleanup.callback(comfy.stop)  # also when the benchmark fails
+            database_url = await cleanup.enter_async_context(database())
             port = free_port()
             env = {
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -123,7 +137,7 @@ async def running_stack(
                 "AUTH0_AUDIENCE": TEST_AUDIENCE,
                 "AUTH0_ISSUER": TEST_ISSUER,
                 "AUTH0_JWKS_URL": jwks.url,
-                "LOG_LEVEL": "WARNING",
+                "LOG_LEVEL": log_level,
             }
             processes = [_spawn(["api", "--port", str(port)], env, workdir, "api")]
             stack = Stack(
@@ -148,7 +162,6 @@ async def running_stack(
                         process.wait(timeout=30)
                     except subprocess.TimeoutExpired:
                         process.kill()
-        comfy.stop()
 
 
 async def _wait_healthy(url: str) -> None:
@@ -160,6 +173,13 @@ async def _wait_healthy(url: str) -> None:
                     return
             await asyncio.sleep(0.05)
     raise RuntimeError("the API did not come up")
+
+
+def keep_logs(stack: Stack, destination: Path) -> None:
+    """Copy the processes' and the double's logs out of the stack's temporary directory."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for log in stack.workdir.glob("*.log"):
+        shutil.copy(log, destination / log.name)
 
 
 def rss_mib(pid: int) -> float:

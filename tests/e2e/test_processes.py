@@ -46,6 +46,7 @@ def environment(settings: Settings, database: str, comfy, tmp_path: Path) -> dic
         "AUTH0_ISSUER": settings.issuer,
         "AUTH0_JWKS_URL": settings.jwks_url,
         "JOB_TIMEOUT_SECONDS": "30",
+        "WORKER_METRICS_PORT": str(free_port()),
     }
 
 
@@ -95,7 +96,11 @@ def test_migrate_is_idempotent(environment: dict[str, str], tmp_path: Path) -> N
 
 
 async def test_photo_goes_from_upload_to_completed_through_the_real_processes(
-    processes: tuple[str, list[subprocess.Popen[bytes]]], tokens: TokenFactory, s3_server: S3ServerHandle, tmp_path
+    processes: tuple[str, list[subprocess.Popen[bytes]]],
+    environment: dict[str, str],
+    tokens: TokenFactory,
+    s3_server: S3ServerHandle,
+    tmp_path: Path,
 ) -> None:
     url, started = processes
     await wait_until_healthy(url, started)
@@ -111,6 +116,10 @@ async def test_photo_goes_from_upload_to_completed_through_the_real_processes(
 
     assert job["status"] == "completed", (job, (tmp_path / "worker.log").read_text()[-3000:])
     assert f"restored/{job_id}.png" in s3_server.keys("restored/")
+    async with httpx.AsyncClient() as scraper:
+        worker_metrics = (await scraper.get(f"http://127.0.0.1:{environment['WORKER_METRICS_PORT']}/")).text
+    assert "restoration_jobs_completed_total 1.0" in worker_metrics
+    assert "restoration_comfyui_up 1.0" in worker_metrics
 
     for process in started:
         process.send_signal(signal.SIGTERM)

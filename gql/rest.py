@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -30,17 +31,7 @@ class Job(BaseModel):
 
     @classmethod
     def from_view(cls, view: JobView) -> Job:
-        return cls(
-            id=str(view.id),
-            status=view.status.value,
-            denoise=view.denoise,
-            original_image_url=view.original_image_url,
-            processed_image_url=view.processed_image_url,
-            error_message=view.error_message,
-            progress=view.progress,
-            created_at=view.created_at,
-            updated_at=view.updated_at,
-        )
+        return cls(**{**dataclasses.asdict(view), "id": str(view.id), "status": view.status.value})
 
 
 class Problem(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from enum import Enum
 
@@ -36,17 +37,8 @@ class RestorationJob:
 
     @classmethod
     def from_view(cls, view: JobView) -> RestorationJob:
-        return cls(
-            id=strawberry.ID(str(view.id)),
-            status=JobStatus(view.status.value),
-            denoise=view.denoise,
-            original_image_url=view.original_image_url,
-            processed_image_url=view.processed_image_url,
-            error_message=view.error_message,
-            progress=view.progress,
-            created_at=view.created_at,
-            updated_at=view.updated_at,
-        )
+        fields = dataclasses.asdict(view)
+        return cls(**{**fields, "id": strawberry.ID(str(view.id)), "status": JobStatus(view.status.value)})
 
 
 @strawberry.type

@@ -30,6 +30,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) tests/bench/submit_latency.py
 	$(PY) tests/bench/subscriptions.py
+	$(PY) tests/bench/soak.py
 
 migrate api worker emulator: $(STAMP)
 	$(VENV)/bin/restoration $@

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from settings import Settings
 from tests.api.helpers import post_photo
@@ -31,6 +32,8 @@ E2E_REDIS_URL = os.environ.get("TEST_E2E_REDIS_URL", "redis://127.0.0.1:6379/14"
 @pytest.fixture
 def environment(settings: Settings, database: str, comfy, tmp_path: Path) -> dict[str, str]:
     secret = settings.aws_secret_access_key
+    with redis.Redis.from_url(E2E_REDIS_URL) as queue:
+        queue.flushdb()  # nothing left over from an earlier run
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "DATABASE_URL": f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}",
@@ -116,8 +119,13 @@ async def test_photo_goes_from_upload_to_completed_through_the_real_processes(
 
     assert job["status"] == "completed", (job, (tmp_path / "worker.log").read_text()[-3000:])
     assert f"restored/{job_id}.png" in s3_server.keys("restored/")
+    # The worker counts the job just after its row is committed: give the scrape a moment.
     async with httpx.AsyncClient() as scraper:
-        worker_metrics = (await scraper.get(f"http://127.0.0.1:{environment['WORKER_METRICS_PORT']}/")).text
+        for _ in range(100):
+            worker_metrics = (await scraper.get(f"http://127.0.0.1:{environment['WORKER_METRICS_PORT']}/")).text
+            if "restoration_jobs_completed_total 1.0" in worker_metrics:
+                break
+            await asyncio.sleep(0.05)
     assert "restoration_jobs_completed_total 1.0" in worker_metrics
     assert "restoration_comfyui_up 1.0" in worker_metrics
 

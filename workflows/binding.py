@@ -46,16 +46,6 @@ class Workflow:
     def default_denoise(self) -> float:
         return float(self.graph[self.denoise.node]["inputs"][self.denoise.input])
 
-    @property
-    def sampler_steps(self) -> dict[str, int]:
-        """Nodes with a progress bar (sampler steps), for weighting progress."""
-        steps: dict[str, int] = {}
-        for node_id, node in self.graph.items():
-            value = node.get("inputs", {}).get("steps")
-            if isinstance(value, int) and value > 0:
-                steps[node_id] = value
-        return steps
-
     def build(
         self, *, image_name: str, denoise: float, filename_prefix: str, seed: int | None = None
     ) -> dict[str, Any]:

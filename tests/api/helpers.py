@@ -7,8 +7,6 @@ from typing import Any
 
 import httpx
 
-from tests.fixtures.s3 import S3ServerHandle
-
 RESTORE = "/api/v1/restoration/restore"
 
 JOB_FIELDS = "id status denoise originalImageUrl processedImageUrl errorMessage progress createdAt updatedAt"
@@ -36,7 +34,3 @@ async def graphql_upload(
         data={"operations": json.dumps(operations), "map": json.dumps({"0": ["variables.file"]})},
         files={"0": (name, data, "application/octet-stream")},
     )
-
-
-def stored(s3: S3ServerHandle, prefix: str) -> list[str]:
-    return s3.keys(prefix)

@@ -25,13 +25,8 @@ async def client(api: ApiServer, tokens: TokenFactory, s3_server: S3ServerHandle
 
 @pytest.mark.parametrize(
     ("data", "extension"),
-    [
-        (images.jpeg_bytes(), "jpg"),
-        (images.png_bytes(), "png"),
-        (images.webp_bytes(), "webp"),
-        (images.heic_bytes(), "heic"),
-    ],
-    ids=["jpeg", "png", "webp", "heic"],
+    images.accepted_formats(),
+    ids=images.FORMAT_IDS,
 )
 async def test_accepted_photo_is_stored_recorded_and_queued(
     client: httpx.AsyncClient, s3_server: S3ServerHandle, queued: RedisHuey, data: bytes, extension: str

@@ -109,7 +109,9 @@ def streamed_past_the_limit() -> Send:
                 RESTORE, content=body(), headers={"content-type": "multipart/form-data; boundary=xyz"}
             )
         except httpx.WriteError:
-            return 413  # the server answered and closed while we were still sending; checked below
+            # The server answered and closed while we were still sending; that nothing was stored
+            # or recorded is what the test checks next.
+            return 413
         return response.status_code
 
     return send

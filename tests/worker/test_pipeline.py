@@ -52,13 +52,8 @@ def read_object(s3: S3ServerHandle, key: str) -> bytes:
 
 @pytest.mark.parametrize(
     ("data", "extension"),
-    [
-        (images.jpeg_bytes(320, 240), "jpg"),
-        (images.png_bytes(320, 240), "png"),
-        (images.webp_bytes(320, 240), "webp"),
-        (images.heic_bytes(320, 240), "heic"),
-    ],
-    ids=["jpeg", "png", "webp", "heic"],
+    images.accepted_formats(320, 240),
+    ids=images.FORMAT_IDS,
 )
 async def test_rest_upload_is_restored_and_both_images_are_kept(
     client: httpx.AsyncClient, worker: InProcessWorker, s3_server: S3ServerHandle, data: bytes, extension: str
@@ -75,12 +70,10 @@ async def test_rest_upload_is_restored_and_both_images_are_kept(
     assert view["error_message"] is None
 
 
-@pytest.mark.parametrize(
-    "data",
-    [images.jpeg_bytes(320, 240), images.png_bytes(320, 240), images.webp_bytes(320, 240), images.heic_bytes(320, 240)],
-    ids=["jpeg", "png", "webp", "heic"],
-)
-async def test_graphql_upload_is_restored(client: httpx.AsyncClient, worker: InProcessWorker, data: bytes) -> None:
+@pytest.mark.parametrize(("data", "extension"), images.accepted_formats(320, 240), ids=images.FORMAT_IDS)
+async def test_graphql_upload_is_restored(
+    client: httpx.AsyncClient, worker: InProcessWorker, data: bytes, extension: str
+) -> None:
     job_id = (await graphql_upload(client, data)).json()["data"]["restoreImage"]["id"]
     await worker.drain()
     assert (await job_of(job_id)).status == JobStatus.COMPLETED
@@ -272,8 +265,11 @@ async def test_a_job_is_claimed_once_so_a_duplicate_delivery_is_harmless(
     assert (await job_of(job_id)).status == JobStatus.COMPLETED
 
 
-async def test_unknown_job_id_is_ignored(worker: InProcessWorker) -> None:
-    await worker.restorer.run(str(uuid.uuid4()))
+async def test_unknown_job_id_is_ignored(worker: InProcessWorker, comfy) -> None:
+    job_id = str(uuid.uuid4())
+    await worker.restorer.run(job_id)
+    assert await RestorationJob.get_or_none(id=job_id) is None
+    assert (await comfy.state())["prompts"] == []
 
 
 async def test_at_most_max_inflight_prompts_are_in_comfyui_at_once(

@@ -1,9 +1,10 @@
-"""Composition root of the API process, and the `restoration` command line.
+"""The composition root: every process is put together here, and nothing imports this module.
 
-`create_app(settings, workflow)` builds the FastAPI app; its lifespan opens every long-lived client
-once (database, httpx, storage, Redis) and closes them on shutdown. With a `DevEnvironment` it
-becomes `restoration dev`'s app: local file storage served at signed URLs, its own JWKS, and an
-in-process worker. `main()` is the console script.
+`create_app(settings, workflow)` builds the API; its lifespan opens every long-lived client once
+(database, httpx, storage, Redis) and closes them on shutdown. With a `DevEnvironment` it becomes
+`restoration dev`'s app: local file storage served at signed URLs, its own JWKS and an in-process
+worker (the worker process's own root is `tasks.runtime`). `main()` is the `restoration` command:
+it parses the command line and hands each command to the module that runs it.
 """
 
 from __future__ import annotations
@@ -12,27 +13,26 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import secrets
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from tortoise import connections
+from fastapi.responses import JSONResponse
 
 from comfy.client import ComfyClient
 from gql.auth import JwksCache, JwtVerifier
 from gql.context import Services
-from gql.devauth import JWKS_PATH, DevIdentity
-from gql.errors import KNOWN, classify
+from gql.devauth import JWKS_PATH
+from gql.devserver import DevEnvironment
+from gql.errors import add_error_handlers
 from gql.jobs import current_event
+from gql.live import JobEventHub
+from gql.ops import router as ops_router
 from gql.rest import router as rest_router
 from gql.router import create_graphql_router
 from gql.schema import create_schema
@@ -40,13 +40,11 @@ from gql.uploads import MULTIPART_OVERHEAD, BodyLimitMiddleware
 from models.db import apply_migrations, close_database, open_database
 from settings import ConfigError, Settings, load_settings
 from storage.base import ObjectStore
-from storage.errors import StorageConfigError, StorageError
-from storage.local import FILES_PREFIX, LocalStorage, object_route
+from storage.errors import StorageConfigError
+from storage.local import FILES_PREFIX, object_route
 from storage.urls import ImageUrls
-from tasks import metrics
 from tasks.embedded_worker import EmbeddedWorker
-from tasks.events import JobEventHub
-from tasks.queue import JobQueue, QueueUnavailable, create_huey
+from tasks.queue import JobQueue, create_huey
 from tasks.runtime import reconciling, restorer_session, s3_storage, worker_identity
 from workflows.binding import Workflow, WorkflowError, load_workflow
 
@@ -60,29 +58,11 @@ JWKS_HTTP_TIMEOUT = httpx.Timeout(5.0, connect=3.0)
 DEV_SHUTDOWN_GRACE = 10.0
 
 
-@dataclass(frozen=True)
-class DevEnvironment:
-    """What `restoration dev` adds to the API: where its state lives and how it is reached."""
-
-    data_dir: Path
-    public_url: str
-    identity: DevIdentity | None
-
-
-def local_storage(dev: DevEnvironment) -> LocalStorage:
-    key_file = dev.data_dir / "url-signing.key"
-    if not key_file.exists():
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        key_file.write_bytes(secrets.token_bytes(32))
-        key_file.chmod(0o600)
-    return LocalStorage(root=dev.data_dir / "objects", public_url=dev.public_url, signing_key=key_file.read_bytes())
-
-
 def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | None = None) -> FastAPI:
     redis_url, audience = settings.redis_url, settings.auth0_audience
     if not (redis_url and audience):
         raise ConfigError("the API needs REDIS_URL and AUTH0_AUDIENCE")
-    local = local_storage(dev) if dev is not None and not settings.s3_bucket else None
+    local = dev.local_storage() if dev is not None and not settings.s3_bucket else None
     if local is None and not settings.s3_bucket:
         raise ConfigError("S3_BUCKET is required outside `restoration dev`")
 
@@ -132,7 +112,7 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
                     restorer_session(settings, workflow, storage=storage, worker_id=worker_identity())
                 )
                 await stack.enter_async_context(reconciling(settings, restorer=restorer, queue=queue))
-                worker = EmbeddedWorker(huey, restorer, concurrency=settings.comfyui_max_inflight)
+                worker = EmbeddedWorker(queue, restorer, concurrency=settings.comfyui_max_inflight)
                 await worker.start()
                 stack.push_async_callback(worker.stop, grace=DEV_SHUTDOWN_GRACE)
             yield
@@ -154,8 +134,8 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
     if dev is not None and dev.identity is not None:
         jwks = dev.identity.jwks
         app.add_route(JWKS_PATH, lambda request: JSONResponse(jwks), methods=["GET"], include_in_schema=False)
-    _add_operations(app)
-    _add_error_handlers(app)
+    app.include_router(ops_router)
+    add_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,
         max_body=settings.max_upload_bytes + MULTIPART_OVERHEAD,
@@ -170,61 +150,6 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
         max_age=600,
     )
     return app
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    async def handle(request: Request, exc: Exception) -> JSONResponse:
-        problem = classify(exc)
-        if problem.status >= 500 and problem.status != 503:
-            log.error("api.unexpected_error path=%s", request.url.path, exc_info=exc)
-        return JSONResponse({"detail": problem.message}, status_code=problem.status, headers=problem.headers)
-
-    for exc_type in KNOWN:
-        app.add_exception_handler(exc_type, handle)
-    app.add_exception_handler(Exception, handle)
-
-
-def _add_operations(app: FastAPI) -> None:
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz(request: Request) -> JSONResponse:
-        services: Services = request.app.state.services
-        checks: dict[str, str] = {}
-        checks["redis"] = "ok" if await services.queue.ping() else "unavailable"
-        try:
-            await services.storage.ping()
-            checks["storage"] = "ok"
-        except StorageError:
-            checks["storage"] = "unavailable"
-        checks["database"] = "ok" if await _database_ok() else "unavailable"
-        ready = all(state == "ok" for state in checks.values())
-        # Reported, not required: jobs wait in the queue while ComfyUI is away.
-        checks["comfyui"] = "ok" if await request.app.state.comfy_probe.ping() else "unavailable"
-        return JSONResponse(
-            {"status": "ready" if ready else "unavailable", "dependencies": checks}, status_code=200 if ready else 503
-        )
-
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics(request: Request) -> Response:
-        services: Services = request.app.state.services
-        try:
-            metrics.QUEUE_DEPTH.set(await services.queue.depth())
-        except QueueUnavailable:
-            metrics.QUEUE_DEPTH.set(float("nan"))
-        metrics.OPEN_SUBSCRIPTIONS.set(services.events.watcher_count)
-        metrics.COMFY_UP.set(1.0 if await request.app.state.comfy_probe.ping() else 0.0)
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
-async def _database_ok() -> bool:
-    try:
-        await connections.get("default").execute_query("SELECT 1")
-    except Exception:  # any failure at all means "not ready"
-        return False
-    return True
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -273,10 +198,12 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    from tasks.devserver import run_dev
+    from gql.devserver import run_dev
 
     settings, workflow = _load(require_production=False)
-    return run_dev(settings, workflow, host=args.host, port=args.port)
+    return run_dev(
+        settings, lambda dev_settings, dev: create_app(dev_settings, workflow, dev=dev), host=args.host, port=args.port
+    )
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
@@ -287,7 +214,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from gql.submit_client import submit_cli
+    from gql.cli_client import submit_cli
 
     return submit_cli(args)
 

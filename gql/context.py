@@ -1,48 +1,30 @@
-"""What a request handler gets: the long-lived services (built once in the lifespan) and the caller."""
+"""What a request handler gets: the long-lived services (built once in the lifespan) and the caller.
+
+`Services` is built by the composition root and kept on `app.state`; `GraphQLContext` adds the
+authenticated caller for one GraphQL operation, and `Info` is the resolvers' typed `info`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
 
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
+from strawberry.fastapi import BaseContext
+from strawberry.types import Info as StrawberryInfo
 
-from gql.auth import JwtVerifier, Principal, bearer_token
+from gql.auth import AuthError, JwtVerifier, Principal, bearer_token
+from gql.live import JobEventHub
+from gql.uploads import is_multipart, read_form, validate_graphql_multipart
+from gql.views import JobView, SmallCache
 from storage.base import ObjectStore
-
-if TYPE_CHECKING:
-    from gql.jobs import JobView
 from storage.urls import ImageUrls
-from tasks.events import JobEventHub
 from tasks.queue import JobQueue
-
-V = TypeVar("V")
 
 # Views minted for events, shared by every watcher of the job (one set of signed URLs per event
 # instead of one per watcher); a few per live job is plenty.
 VIEW_CACHE_SIZE = 4096
-
-
-class SmallCache(Generic[V]):
-    """A bounded least-recently-used map, for values that are costly to build and never change."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[Hashable, V] = OrderedDict()
-
-    def get(self, key: Hashable, build: Callable[[], V]) -> V:
-        if key in self._items:
-            self._items.move_to_end(key)
-            return self._items[key]
-        value = self._items[key] = build()
-        if len(self._items) > self._size:
-            self._items.popitem(last=False)
-        return value
-
-
 # Full decodes of large images are the API's one memory-heavy step: bound how many run at once.
 MAX_CONCURRENT_DECODES = 2
 
@@ -70,3 +52,44 @@ async def authenticate(connection: HTTPConnection) -> Principal:
     """The caller named by the request's `Authorization: Bearer` header; AuthError otherwise."""
     token = bearer_token(connection.headers.get("authorization"))
     return await services_of(connection).verifier.verify(token)
+
+
+class GraphQLContext(BaseContext):
+    def __init__(self, *, services: Services, principal: Principal | None) -> None:
+        super().__init__()
+        self.services = services
+        self.principal = principal
+
+    @property
+    def user_id(self) -> str:
+        if self.principal is None:
+            raise AuthError("missing bearer token")
+        return self.principal.user_id
+
+
+Info = StrawberryInfo[GraphQLContext, None]
+
+
+async def graphql_context(connection: HTTPConnection) -> AsyncIterator[GraphQLContext]:
+    """Authenticate HTTP operations up front, so a bad token is a real 401 (not a 200 error).
+
+    The GraphiQL page (a GET without a query) needs no token; websockets authenticate from their
+    `connection_init` payload instead (the router's `on_ws_connect`). Multipart bodies are parsed
+    and checked against the multipart request spec here (HTTP 400 when malformed); Strawberry
+    reuses the parsed form.
+    """
+    services = services_of(connection)
+    if connection.scope["type"] != "http":
+        yield GraphQLContext(services=services, principal=None)
+        return
+    request = connection if isinstance(connection, Request) else Request(connection.scope)
+    if request.method == "GET" and "query" not in request.query_params:
+        yield GraphQLContext(services=services, principal=None)
+        return
+    principal = await authenticate(request)
+    try:
+        if request.method == "POST" and is_multipart(request):
+            validate_graphql_multipart(await read_form(request))
+        yield GraphQLContext(services=services, principal=principal)
+    finally:
+        await request.close()

@@ -15,16 +15,21 @@ Anything else is a bug: 500 / INTERNAL_SERVER_ERROR with a masked message (never
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from graphql import GraphQLError
 
+from comfy.images import ImageTooLarge, UnsupportedImage
 from gql.auth import AuthError, AuthUnavailable
+from gql.live import EventStreamUnavailable
 from models.repository import DatabaseUnavailable
 from storage.errors import StorageError
-from storage.images import ImageTooLarge, UnsupportedImage
-from tasks.events import EventStreamUnavailable
 from tasks.queue import QueueUnavailable
+
+log = logging.getLogger("restore.api")
 
 # Seconds a client should wait before retrying after a 503: long enough for a dependency to
 # come back from a restart, short enough that a person does not give up.
@@ -115,3 +120,17 @@ def graphql_error(exc: BaseException, *, like: GraphQLError | None = None) -> Gr
         path=like.path if like else None,
         extensions={"code": problem.code},
     )
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Answer every exception a REST route raises with its status and `{"detail"}`."""
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        problem = classify(exc)
+        if problem.status >= 500 and problem.status != 503:
+            log.error("api.unexpected_error", extra={"path": request.url.path}, exc_info=exc)
+        return JSONResponse({"detail": problem.message}, status_code=problem.status, headers=problem.headers)
+
+    for exc_type in KNOWN:
+        app.add_exception_handler(exc_type, handle)
+    app.add_exception_handler(Exception, handle)

@@ -1,4 +1,4 @@
-"""The service functions behind both GraphQL and REST: submit a photo, read jobs.
+"""The service functions behind both GraphQL and REST: submit a photo, read, list and watch jobs.
 
 Neither the resolvers nor the REST routes hold business logic; they call these.
 """
@@ -6,8 +6,6 @@ Neither the resolvers nor the REST routes hold business logic; they call these.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import functools
 import logging
@@ -15,20 +13,19 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
 
 from starlette.datastructures import UploadFile
 
 from gql.context import Services
 from gql.errors import BadInput, NotFound
+from gql.intake import inspect_image
 from gql.uploads import check_size
+from gql.views import JobPage, JobView, decode_cursor, encode_cursor, view_of
 from models import repository
-from models.job import JobStatus, RestorationJob
-from models.repository import Cursor, DatabaseUnavailable
+from models.job import JobStatus
+from models.repository import DatabaseUnavailable
 from storage.errors import StorageError
-from storage.images import inspect_image
+from storage.keys import original_key
 from tasks import metrics
 from tasks.events import JobEvent
 from tasks.queue import QueueUnavailable
@@ -36,65 +33,6 @@ from tasks.queue import QueueUnavailable
 log = logging.getLogger("restore.api")
 
 MAX_PAGE_SIZE = 100
-
-
-@dataclass(frozen=True)
-class JobView:
-    """A job as its owner sees it: URLs minted now, internals left out."""
-
-    id: uuid.UUID
-    status: JobStatus
-    denoise: float
-    original_image_url: str
-    processed_image_url: str | None
-    error_message: str | None
-    progress: float | None
-    created_at: datetime
-    updated_at: datetime
-
-
-def original_key(job_id: uuid.UUID, extension: str) -> str:
-    return f"originals/{job_id}.{extension}"
-
-
-class JobState(Protocol):
-    """What a view is made from: a job row, or the state an event carries."""
-
-    @property
-    def id(self) -> uuid.UUID | str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def denoise(self) -> float: ...
-    @property
-    def original_key(self) -> str: ...
-    @property
-    def processed_key(self) -> str | None: ...
-    @property
-    def error_message(self) -> str | None: ...
-    @property
-    def progress(self) -> float | None: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def updated_at(self) -> datetime: ...
-
-
-def view_of(job: JobState, services: Services) -> JobView:
-    status = JobStatus(job.status)
-    key = job.processed_key if status is JobStatus.COMPLETED else None
-    processed = services.urls.url_for(key) if key else None
-    return JobView(
-        id=job.id if isinstance(job.id, uuid.UUID) else uuid.UUID(job.id),
-        status=status,
-        denoise=job.denoise,
-        original_image_url=services.urls.url_for(job.original_key),
-        processed_image_url=processed,
-        error_message=job.error_message if status is JobStatus.FAILED else None,
-        progress=job.progress if status is JobStatus.PROCESSING else None,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-    )
 
 
 def parse_denoise(value: object, *, default: float) -> float:
@@ -151,7 +89,7 @@ async def _submit(*, services: Services, user_id: str, upload: UploadFile, denoi
         await _forget_object(services, key)
         raise
     log.info("restore.submitted job_id=%s format=%s bytes=%s", job_id, info.format, upload.size)
-    return view_of(job, services)
+    return view_of(job, services.urls)
 
 
 async def _forget_object(services: Services, key: str) -> None:
@@ -174,17 +112,7 @@ async def get_job(*, services: Services, user_id: str, job_id: str) -> JobView:
     job = await repository.get_user_job(parsed, user_id) if parsed else None
     if job is None:
         raise NotFound("job not found")
-    return view_of(job, services)
-
-
-@dataclass(frozen=True)
-class JobPage:
-    jobs: list[tuple[str, JobView]]
-    has_next_page: bool
-
-    @property
-    def end_cursor(self) -> str | None:
-        return self.jobs[-1][0] if self.jobs else None
+    return view_of(job, services.urls)
 
 
 async def list_jobs(
@@ -194,25 +122,7 @@ async def list_jobs(
         raise BadInput(f"first must be between 1 and {MAX_PAGE_SIZE}")
     cursor = decode_cursor(after) if after else None
     rows, more = await repository.list_user_jobs(user_id, first=first, after=cursor, status=status)
-    return JobPage(jobs=[(encode_cursor(row), view_of(row, services)) for row in rows], has_next_page=more)
-
-
-def encode_cursor(job: RestorationJob) -> str:
-    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(value: str) -> Cursor:
-    """An opaque position; it only orders, so a cursor made from another user's job reveals nothing."""
-    try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-        created, _, job_id = raw.partition("|")
-        moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None:
-            raise ValueError("naive timestamp")
-        return Cursor(created_at=moment, id=uuid.UUID(job_id))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadInput("invalid cursor") from None
+    return JobPage(jobs=[(encode_cursor(row), view_of(row, services.urls)) for row in rows], has_next_page=more)
 
 
 # How long a new watcher waits for the API's event subscription to be up before giving up.
@@ -233,7 +143,7 @@ async def watch_job(*, services: Services, user_id: str, job_id: str) -> AsyncIt
         job = await repository.get_user_job(parsed, user_id)
         if job is None:
             raise NotFound("job not found")
-        yield view_of(job, services)
+        yield view_of(job, services.urls)
         if JobStatus(job.status).terminal:
             return
         seen = job.seq
@@ -241,7 +151,7 @@ async def watch_job(*, services: Services, user_id: str, job_id: str) -> AsyncIt
             if event.seq <= seen:
                 continue
             seen = event.seq
-            yield services.views.get((event.id, event.seq), functools.partial(view_of, event, services))
+            yield services.views.get((event.id, event.seq), functools.partial(view_of, event, services.urls))
             if event.terminal:
                 return
 

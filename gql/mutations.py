@@ -6,9 +6,9 @@ import strawberry
 from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 
+from gql.context import Info
 from gql.errors import BadInput
 from gql.jobs import submit_restoration
-from gql.router import Info
 from gql.types import RestorationJob
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import strawberry
 
+from gql.context import Info
 from gql.errors import NotFound
 from gql.jobs import get_job, list_jobs
-from gql.router import Info
 from gql.types import JobConnection, JobStatus, RestorationJob
 
 

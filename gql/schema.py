@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.types import ExecutionContext
 
-from gql.errors import KNOWN
+from gql.errors import KNOWN, graphql_error
 from gql.mutations import Mutation
 from gql.queries import Query
-from gql.router import DomainErrors
 from gql.subscriptions import Subscription
+
+log = logging.getLogger("restore.api")
 
 # The deepest legitimate operation is jobs → edges → node → field (4); room for a fragment or two.
 MAX_DEPTH = 8
@@ -19,6 +22,24 @@ MAX_DEPTH = 8
 MAX_ALIASES = 15
 # Bounds the size of the document itself (parsing and validation cost), whatever its shape.
 MAX_TOKENS = 2000
+
+
+class DomainErrors(MaskErrors):
+    """Give known errors their contract code and mask everything unexpected."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=lambda _: True, error_message="internal server error")
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return [self._map(error) for error in errors]
+
+    def _map(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        if original is None or isinstance(original, GraphQLError):
+            return error  # parse/validation errors: safe and useful as they are
+        if not isinstance(original, KNOWN):
+            log.error("graphql.unexpected_error", exc_info=original)
+        return graphql_error(original, like=error)
 
 
 class RestorationSchema(strawberry.Schema):

@@ -6,9 +6,9 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
+from gql.context import Info
 from gql.errors import KNOWN, graphql_error
 from gql.jobs import watch_job
-from gql.router import Info
 from gql.types import RestorationJob
 
 

@@ -49,3 +49,14 @@ async def apply_migrations(database_url: str) -> list[str]:
         return await command.upgrade(run_in_transaction=True)
     finally:
         await Tortoise.close_connections()
+
+
+async def database_answers() -> bool:
+    """Whether the database answers a trivial query now (readiness)."""
+    from tortoise import connections
+
+    try:
+        await connections.get("default").execute_query("SELECT 1")
+    except Exception:  # any failure at all means "not ready"
+        return False
+    return True

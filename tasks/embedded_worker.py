@@ -1,8 +1,10 @@
-"""The in-process worker of `restoration dev`: the same queue and pipeline, no second process.
+"""The in-process worker of `restoration dev`: the same queue, the same task, no second process.
 
-A few asyncio tasks take job ids off the Huey queue (the blocking read runs in a thread) and run
-the pipeline on the API's own event loop. Huey's consumer, with its signal handlers, is not
-used, so Ctrl-C stays uvicorn's; on shutdown running jobs get `grace` seconds to finish.
+A few asyncio tasks take messages off the Huey queue and execute them with Huey itself (the
+blocking read and the task run in threads), so the one restore task of `tasks.queue` runs as in
+`restoration worker`; its runner executes the pipeline on the API's own event loop. Huey's
+consumer, with its signal handlers, is not used, so Ctrl-C stays uvicorn's; on shutdown running
+jobs get `grace` seconds to finish, then are handed back to the reconciler.
 """
 
 from __future__ import annotations
@@ -10,41 +12,50 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from huey import RedisHuey
-
+from tasks.queue import JobQueue
 from tasks.restore import Restorer
+from tasks.runtime import LoopRunner, release_unfinished
 
 log = logging.getLogger("restore.worker")
 
+# After a failed read of the embedded Redis (restarting or gone), wait this long before the next.
+DEQUEUE_RETRY_SECONDS = 1.0
+
 
 class EmbeddedWorker:
-    def __init__(self, huey: RedisHuey, restorer: Restorer, *, concurrency: int) -> None:
-        self._huey = huey
+    def __init__(self, queue: JobQueue, restorer: Restorer, *, concurrency: int) -> None:
+        self._queue = queue
         self._restorer = restorer
         self._concurrency = concurrency
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._runner: LoopRunner | None = None
 
     async def start(self) -> None:
+        self._runner = LoopRunner(asyncio.get_running_loop(), self._restorer)
+        self._queue.serve(self._runner)
         self._tasks = [
             asyncio.create_task(self._consume(), name=f"embedded-worker-{n}") for n in range(self._concurrency)
         ]
 
     async def stop(self, *, grace: float) -> None:
         self._stopping.set()
-        _, pending = await asyncio.wait(self._tasks, timeout=grace) if self._tasks else (set(), set())
-        for task in pending:
-            task.cancel()
-        if pending:
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=grace)
+        if pending and self._runner is not None:
+            self._runner.cancel_running()
             await asyncio.wait(pending)
+            await release_unfinished(self._restorer.worker_id)
 
     async def _consume(self) -> None:
+        huey = self._queue.huey
         while not self._stopping.is_set():
             try:
-                task = await asyncio.to_thread(self._huey.dequeue)  # blocks at most the read timeout (1 s)
+                task = await asyncio.to_thread(huey.dequeue)  # blocks at most the read timeout (1 s)
             except Exception:  # the embedded Redis is restarting or gone: wait, then try again
                 log.exception("worker.dequeue_failed")
-                await asyncio.sleep(1)
+                await asyncio.sleep(DEQUEUE_RETRY_SECONDS)
                 continue
             if task is not None:
-                await self._restorer.run(str(task.args[0]))
+                await asyncio.to_thread(huey.execute, task)

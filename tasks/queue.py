@@ -26,8 +26,6 @@ REDIS_SOCKET_TIMEOUT = 5.0
 class QueueUnavailable(Exception):
     """Redis cannot be reached; nothing was enqueued."""
 
-    kind = "queue"
-
     def __init__(self) -> None:
         super().__init__("job queue unavailable")
 
@@ -47,33 +45,37 @@ def create_huey(redis_url: str) -> RedisHuey:
     )
 
 
-def register_restore_task(huey: RedisHuey, body: Callable[[str], None]) -> TaskWrapper:
-    """Register the restore task under its stable name; `body(job_id)` runs in a worker thread.
-
-    Huey names a task after its function's module, so the API and the worker must register the
-    same function object's module: this wrapper's (`tasks.queue.restore`).
-    """
-
-    def restore(job_id: str) -> None:
-        body(job_id)
-
-    return huey.task(name=TASK_NAME, retries=0)(restore)
-
-
-def _api_side(job_id: str) -> None:
-    raise RuntimeError(f"job {job_id}: the restore task runs in `restoration worker`, not in the API")
+Runner = Callable[[str], None]
 
 
 class JobQueue:
-    """What the API needs of the queue: put a job id on it, see how long it is, check Redis."""
+    """The Huey queue and the ONE restore task.
 
-    def __init__(self, huey: RedisHuey, task: TaskWrapper | None = None) -> None:
+    The task is defined here, once, with one body: it hands the job id to the runner the worker
+    process attached with `serve()` (`restoration worker`'s consumer threads and the embedded
+    worker of `restoration dev` both execute this same task). The API only enqueues it; a
+    process that never called `serve()` refuses to execute it.
+    """
+
+    def __init__(self, huey: RedisHuey) -> None:
         self.huey = huey
-        self._task = task if task is not None else register_restore_task(huey, _api_side)
+        self._runner: Runner | None = None
+        # Huey names a task after its function's module and the name given here, so every
+        # process that builds a JobQueue agrees on `tasks.queue.restore`.
+        self.task: TaskWrapper = huey.task(name=TASK_NAME, retries=0)(self._restore)
+
+    def serve(self, runner: Runner) -> None:
+        """Make this process execute restore tasks with `runner(job_id)` (blocking, in a thread)."""
+        self._runner = runner
+
+    def _restore(self, job_id: str) -> None:
+        if self._runner is None:
+            raise RuntimeError(f"job {job_id}: this process does not run restore tasks (no worker attached)")
+        self._runner(job_id)
 
     async def enqueue(self, job_id: uuid.UUID) -> None:
         try:
-            await asyncio.to_thread(self._task, str(job_id))
+            await asyncio.to_thread(self.task, str(job_id))
         except redis.RedisError as exc:
             raise QueueUnavailable() from exc
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from comfy.client import ComfyClient, output_image, settle_entry
 from comfy.errors import ComfyError, ComfyUnavailable
+from comfy.images import ImageRejected, normalise_for_comfy, strip_png_metadata
 from comfy.messages import Message
 from comfy.progress import ProgressTracker
 from models import repository
@@ -25,7 +26,7 @@ from models.job import RestorationJob
 from models.repository import DatabaseUnavailable
 from storage.base import ObjectStore
 from storage.errors import StorageError, StorageUnavailable
-from storage.images import ImageRejected, normalise_for_comfy, strip_png_metadata
+from storage.keys import restored_key
 from tasks import metrics
 from tasks.progress import ProgressReporter
 from workflows.binding import Workflow
@@ -39,10 +40,6 @@ INPUT_SUBFOLDER = "restore"
 LEASE_SECONDS = 60.0
 
 JobListener = Callable[[RestorationJob], Awaitable[None]]
-
-
-def restored_key(job_id: object) -> str:
-    return f"restored/{job_id}.png"
 
 
 @dataclass

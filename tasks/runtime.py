@@ -31,7 +31,7 @@ from storage.base import ObjectStore
 from storage.s3 import S3Storage, make_s3_client
 from tasks import metrics
 from tasks.events import EventPublisher
-from tasks.queue import JobQueue, register_restore_task
+from tasks.queue import JobQueue
 from tasks.reconcile import Reconciler
 from tasks.restore import Restorer
 from workflows.binding import Workflow
@@ -96,7 +96,8 @@ async def restorer_session(
 @contextlib.asynccontextmanager
 async def reconciling(settings: Settings, *, restorer: Restorer, queue: JobQueue) -> AsyncIterator[Reconciler]:
     """The periodic reconciler running beside a worker, stopped on exit."""
-    assert settings.redis_url is not None
+    if not settings.redis_url:
+        raise ConfigError("REDIS_URL is required")
     client = aioredis.Redis.from_url(settings.redis_url, client_name="restoration-reconciler", socket_connect_timeout=2)
     reconciler = Reconciler(
         restorer=restorer,
@@ -114,19 +115,48 @@ async def reconciling(settings: Settings, *, restorer: Restorer, queue: JobQueue
         await client.aclose()
 
 
+class LoopRunner:
+    """The one sync→async bridge: runs `Restorer.run(job_id)` on `loop` for a caller in another
+    thread (a Huey consumer thread, or the embedded worker's), and waits for it.
+
+    `cancel_running()` cancels what is still running (shutdown after the grace period): those
+    jobs are handed back, their prompts go on in ComfyUI and the reconciler settles them.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, restorer: Restorer) -> None:
+        self._loop = loop
+        self._restorer = restorer
+        self._running: set[concurrent.futures.Future[None]] = set()
+
+    def __call__(self, job_id: str) -> None:
+        future = asyncio.run_coroutine_threadsafe(self._restorer.run(job_id), self._loop)
+        self._running.add(future)
+        try:
+            future.result()
+        except concurrent.futures.CancelledError:
+            log.warning("worker.job_handed_back", extra={"job_id": job_id})
+        finally:
+            self._running.discard(future)
+
+    def cancel_running(self) -> int:
+        running = list(self._running)
+        for future in running:
+            future.cancel()
+        return len(running)
+
+
 class WorkerRuntime:
-    """Registers the restore task on `huey` (its body runs `Restorer.run` on the worker loop)."""
+    """`restoration worker`'s clients on their own event loop thread; executes the restore task."""
 
     def __init__(self, settings: Settings, workflow: Workflow, huey: RedisHuey) -> None:
         self.settings = settings
         self.workflow = workflow
-        self.queue = JobQueue(huey, register_restore_task(huey, self.restore))
+        self.queue = JobQueue(huey)
         self.worker_id = worker_identity()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="restore-loop", daemon=True)
         self._stack = contextlib.AsyncExitStack()
-        self._running: set[concurrent.futures.Future[None]] = set()
-        self.restorer: Restorer | None = None
+        self._runner: LoopRunner | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -142,38 +172,33 @@ class WorkerRuntime:
         """Run a coroutine on the worker loop from any thread and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
-    def restore(self, job_id: str) -> None:
-        """The Huey task body."""
-        assert self.restorer is not None, "runtime not started"
-        future = asyncio.run_coroutine_threadsafe(self.restorer.run(job_id), self._loop)
-        self._running.add(future)
-        try:
-            future.result()
-        except concurrent.futures.CancelledError:
-            log.warning("worker.job_handed_back job_id=%s (the worker stopped before it finished)", job_id)
-        finally:
-            self._running.discard(future)
-
     async def _open(self) -> None:
         await open_database(self.settings.database_url)
         self._stack.push_async_callback(close_database)
         storage = await asyncio.to_thread(s3_storage, self.settings)
-        self.restorer = await self._stack.enter_async_context(
+        restorer = await self._stack.enter_async_context(
             restorer_session(self.settings, self.workflow, storage=storage, worker_id=self.worker_id)
         )
-        await self._stack.enter_async_context(reconciling(self.settings, restorer=self.restorer, queue=self.queue))
-        log.info("worker.started worker_id=%s comfyui=%s", self.worker_id, self.settings.comfyui_url)
+        await self._stack.enter_async_context(reconciling(self.settings, restorer=restorer, queue=self.queue))
+        self._runner = LoopRunner(self._loop, restorer)
+        self.queue.serve(self._runner)
+        log.info("worker.started", extra={"worker_id": self.worker_id, "comfyui": self.settings.comfyui_url})
 
     async def _close(self) -> None:
         # Jobs still running after the grace period are cancelled, not failed: their prompts go on
         # in ComfyUI and the reconciler settles them from there.
-        for future in list(self._running):
-            future.cancel()
-        try:
-            # Whatever did not finish within the grace period goes to the reconciler now.
-            released = await repository.release_leases(self.worker_id)
-            if released:
-                log.warning("worker.released jobs=%d (left to the reconciler)", released)
-        except DatabaseUnavailable:
-            log.warning("worker.release_failed (leases will expire on their own)")
+        if self._runner is not None:
+            self._runner.cancel_running()
+        await release_unfinished(self.worker_id)
         await self._stack.aclose()
+
+
+async def release_unfinished(worker_id: str) -> None:
+    """Hand whatever a stopping worker did not finish to the reconciler now."""
+    try:
+        released = await repository.release_leases(worker_id)
+    except DatabaseUnavailable:
+        log.warning("worker.release_failed", extra={"worker_id": worker_id, "note": "leases expire on their own"})
+        return
+    if released:
+        log.warning("worker.released", extra={"jobs": released, "note": "left to the reconciler"})

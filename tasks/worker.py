@@ -19,7 +19,8 @@ SHUTDOWN_GRACE_SECONDS = 30.0
 
 
 def run_worker(settings: Settings, workflow: Workflow, *, concurrency: int | None = None) -> None:
-    assert settings.redis_url is not None
+    if not settings.redis_url:
+        raise ConfigError("REDIS_URL is required")
     huey = create_huey(settings.redis_url)
     runtime = WorkerRuntime(settings, workflow, huey)
     runtime.start()

@@ -21,9 +21,9 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.api.ws import JOB_UPDATED, GraphQLSocket
 from tests.bench.stack import redis_connections, rss_mib, running_stack
 from tests.fixtures import images
+from tests.gql.ws import JOB_UPDATED, GraphQLSocket
 
 
 async def open_watcher(url: str, token: str, job_id: str) -> GraphQLSocket:

@@ -1,0 +1,176 @@
+"""The API's one pub/sub connection on the job-event channel, fanned out to local watchers.
+
+An API process subscribes once at start-up, whatever the number of watchers; each watcher has a
+small bounded buffer (progress may be dropped, statuses never). After a reconnect every watched
+job is re-read, because events published while the connection was down are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from tasks.events import CHANNEL, JobEvent
+
+log = logging.getLogger("restore.events")
+
+# Small on purpose: a watcher that cannot keep up loses intermediate progress, never a status.
+SUBSCRIBER_BUFFER = 16
+RECONNECT_MIN_DELAY = 0.2
+RECONNECT_MAX_DELAY = 5.0
+
+
+class Subscriber:
+    """One watcher's bounded buffer of events for one job."""
+
+    def __init__(self, job_id: str, *, maxlen: int = SUBSCRIBER_BUFFER) -> None:
+        self.job_id = job_id
+        self.dropped = 0
+        self._maxlen = maxlen
+        self._buffer: deque[JobEvent] = deque()
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    def offer(self, event: JobEvent) -> None:
+        if len(self._buffer) >= self._maxlen:
+            victim = next((queued for queued in self._buffer if queued.is_progress), None)
+            if victim is not None:
+                self._buffer.remove(victim)
+                self.dropped += 1
+            elif event.is_progress:
+                self.dropped += 1
+                return
+        self._buffer.append(event)
+        self._ready.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    def __aiter__(self) -> Subscriber:
+        return self
+
+    async def __anext__(self) -> JobEvent:
+        while not self._buffer:
+            if self._closed:
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+        return self._buffer.popleft()
+
+
+class EventStreamUnavailable(Exception):
+    """The API is not subscribed to the event channel (Redis unreachable)."""
+
+    kind = "events"
+
+    def __init__(self) -> None:
+        super().__init__("live updates unavailable")
+
+
+Resync = Callable[[str], Awaitable[JobEvent | None]]
+
+
+class JobEventHub:
+    """Holds the process's ONE pub/sub connection and hands each event to the local watchers of
+    its job. After a reconnect, every watched job is re-read (`resync`), because events published
+    while the connection was down are gone."""
+
+    def __init__(self, client: aioredis.Redis, *, resync: Resync | None = None, buffer_size: int = SUBSCRIBER_BUFFER):
+        self._client = client
+        self._resync = resync
+        self._buffer_size = buffer_size
+        self._watchers: dict[str, set[Subscriber]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    @property
+    def watcher_count(self) -> int:
+        return sum(len(watchers) for watchers in self._watchers.values())
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="job-event-hub")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])
+            self._task = None
+        for watchers in self._watchers.values():
+            for watcher in watchers:
+                watcher.close()
+        self.connected.clear()
+
+    async def wait_connected(self, *, within: float) -> None:
+        try:
+            async with asyncio.timeout(within):
+                await self.connected.wait()
+        except TimeoutError:
+            raise EventStreamUnavailable() from None
+
+    @contextlib.asynccontextmanager
+    async def watch(self, job_id: str) -> AsyncIterator[Subscriber]:
+        """Register a watcher for `job_id`; events published from now on reach it."""
+        watcher = Subscriber(job_id, maxlen=self._buffer_size)
+        self._watchers.setdefault(job_id, set()).add(watcher)
+        try:
+            yield watcher
+        finally:
+            watchers = self._watchers.get(job_id)
+            if watchers is not None:
+                watchers.discard(watcher)
+                if not watchers:
+                    del self._watchers[job_id]
+
+    def dispatch(self, raw: str | bytes) -> None:
+        try:
+            event = JobEvent.decode(raw)
+        except (ValueError, TypeError, KeyError):
+            log.warning("events.undecodable %r", raw[:200])
+            return
+        for watcher in self._watchers.get(event.id, ()):
+            watcher.offer(event)
+
+    async def _listen(self) -> None:
+        delay = RECONNECT_MIN_DELAY
+        first = True
+        while True:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(CHANNEL)
+                self.connected.set()
+                delay = RECONNECT_MIN_DELAY
+                if not first:
+                    await self._resync_all()
+                first = False
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self.dispatch(message["data"])
+            except (RedisError, OSError) as exc:
+                if self.connected.is_set():
+                    log.warning("events.disconnected error=%r", exc)
+                self.connected.clear()
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_DELAY)
+
+    async def _resync_all(self) -> None:
+        if self._resync is None:
+            return
+        for job_id in list(self._watchers):
+            try:
+                event = await self._resync(job_id)
+            except Exception:  # a watcher keeps its stream; it only misses this catch-up
+                log.exception("events.resync_failed job_id=%s", job_id)
+                continue
+            if event is not None:
+                for watcher in self._watchers.get(job_id, ()):
+                    watcher.offer(event)

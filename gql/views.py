@@ -1,0 +1,130 @@
+"""What clients see of a job: `JobView` (URLs minted at read time), its conversions, and cursors.
+
+REST and GraphQL both present `JobView`s; this is the one place a job row or a job event becomes
+one. Signed URLs expire, so they are minted here, per read, from the stored keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, Protocol, TypeVar
+
+from gql.errors import BadInput
+from models.job import JobStatus, RestorationJob
+from models.repository import Cursor
+from storage.urls import ImageUrls
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job as its owner sees it: URLs minted now, internals left out."""
+
+    id: uuid.UUID
+    status: JobStatus
+    denoise: float
+    original_image_url: str
+    processed_image_url: str | None
+    error_message: str | None
+    progress: float | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobState(Protocol):
+    """What a view is made from: a job row, or the state an event carries."""
+
+    @property
+    def id(self) -> uuid.UUID | str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def denoise(self) -> float: ...
+    @property
+    def original_key(self) -> str: ...
+    @property
+    def processed_key(self) -> str | None: ...
+    @property
+    def error_message(self) -> str | None: ...
+    @property
+    def progress(self) -> float | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+def view_of(job: JobState, urls: ImageUrls) -> JobView:
+    status = JobStatus(job.status)
+    key = job.processed_key if status is JobStatus.COMPLETED else None
+    processed = urls.url_for(key) if key else None
+    return JobView(
+        id=job.id if isinstance(job.id, uuid.UUID) else uuid.UUID(job.id),
+        status=status,
+        denoise=job.denoise,
+        original_image_url=urls.url_for(job.original_key),
+        processed_image_url=processed,
+        error_message=job.error_message if status is JobStatus.FAILED else None,
+        progress=job.progress if status is JobStatus.PROCESSING else None,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+    )
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[tuple[str, JobView]]
+    has_next_page: bool
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.jobs[-1][0] if self.jobs else None
+
+
+def encode_cursor(job: RestorationJob) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> Cursor:
+    """An opaque position; it only orders, so a cursor made from another user's job reveals nothing."""
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        created, _, job_id = raw.partition("|")
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return Cursor(created_at=moment, id=uuid.UUID(job_id))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadInput("invalid cursor") from None
+
+
+V = TypeVar("V")
+
+# Views minted for events, shared by every watcher of the job (one set of signed URLs per event
+# instead of one per watcher); a few per live job is plenty.
+VIEW_CACHE_SIZE = 4096
+
+
+class SmallCache(Generic[V]):
+    """A bounded least-recently-used map, for values that are costly to build and never change."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[Hashable, V] = OrderedDict()
+
+    def get(self, key: Hashable, build: Callable[[], V]) -> V:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        value = self._items[key] = build()
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return value
+
+

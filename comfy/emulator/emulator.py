@@ -12,7 +12,8 @@ from comfy.emulator.executor import Executor
 from comfy.emulator.faults import Faults
 from comfy.emulator.files import Folders
 from comfy.emulator.hub import WebSocketHub
-from comfy.emulator.nodes import ModelCatalog, build_node_defs
+from comfy.emulator.node_defs import build_node_defs
+from comfy.emulator.nodes import ModelCatalog
 from comfy.emulator.state import PromptQueue, QueueItem, Recorder
 from comfy.emulator.validation import PromptValidator
 

@@ -28,7 +28,7 @@ from comfy.client import ComfyClient
 from gql.auth import JwksCache, JwtVerifier
 from gql.context import Services
 from gql.devauth import JWKS_PATH
-from gql.devserver import DevEnvironment
+from gql.devenv import DevEnvironment
 from gql.errors import add_error_handlers
 from gql.jobs import current_event
 from gql.live import JobEventHub

@@ -13,11 +13,9 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-import secrets
 import signal
 import socket
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
@@ -25,8 +23,8 @@ from starlette.types import ASGIApp
 
 from comfy.emulator import EmulatorConfig, create_emulator_app
 from gql.devauth import JWKS_PATH, DevIdentity
+from gql.devenv import DevEnvironment
 from settings import ConfigError, Settings
-from storage.local import LocalStorage
 from tasks.embedded_redis import EmbeddedRedis
 
 log = logging.getLogger("restore.dev")
@@ -34,26 +32,6 @@ log = logging.getLogger("restore.dev")
 DATA_DIR = Path(".data")
 # The emulator's sampler stand-in takes this long, so a person sees the progress bar move.
 EMULATOR_SERVICE_TIME = 3.0
-
-
-@dataclass(frozen=True)
-class DevEnvironment:
-    """What `restoration dev` adds to the API: where its state lives and how it is reached."""
-
-    data_dir: Path
-    public_url: str
-    identity: DevIdentity | None
-
-    def local_storage(self) -> LocalStorage:
-        """Files under `.data/objects`, served by the API at URLs signed with a key kept beside them."""
-        key_file = self.data_dir / "url-signing.key"
-        if not key_file.exists():
-            key_file.parent.mkdir(parents=True, exist_ok=True)
-            key_file.write_bytes(secrets.token_bytes(32))
-            key_file.chmod(0o600)
-        return LocalStorage(
-            root=self.data_dir / "objects", public_url=self.public_url, signing_key=key_file.read_bytes()
-        )
 
 
 # Builds the API for the dev settings (the composition root's `create_app`, handed in).

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "AUTH0_DOMAIN": "tenant.example.com", "AUTH0_AUDIENCE": "https://api.example.com"}
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -37,13 +38,23 @@ ALGORITHM = "RS256"
 MAX_TOKEN_BYTES = 8 * 1024
 # RFC 6750 b64token syntax; rejects control characters and spaces before jose sees them.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-# python-jose reports every claim failure as the same exception type; its message tells which.
-_CLAIM_REASONS = (
-    ("audience", "invalid audience"),
-    ("issuer", "invalid issuer"),
-    ("not yet valid", "token not yet valid"),
-)
-_MISSING_CLAIM = re.compile(r'missing required key "(\w+)"')
+# Claims every access token must carry; their values are checked by JwtVerifier itself.
+REQUIRED_CLAIMS = ("exp", "aud", "iss", "sub")
+# An `iat` this far ahead of our clock is the issuer's clock running ahead, not a forged token:
+# refusing it would lock users out whenever the clocks drift by a second.
+ISSUED_AT_SKEW = 60
+# jose verifies the signature (and the algorithm) only; see JwtVerifier.
+_SIGNATURE_ONLY = {
+    "verify_signature": True,
+    "verify_aud": False,
+    "verify_iat": False,
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iss": False,
+    "verify_sub": False,
+    "verify_jti": False,
+    "verify_at_hash": False,
+}
 
 
 class AuthError(Exception):
@@ -168,20 +179,28 @@ def _parse_jwks(document: Any) -> dict[str, Key | str]:
 
 
 class JwtVerifier:
-    """Verifies RS256 access tokens for one audience and issuer."""
+    """Verifies RS256 access tokens for one audience and issuer.
 
-    def __init__(self, *, jwks: JwksCache, audience: str, issuer: str, leeway: int = 0) -> None:
+    jose checks the signature and the algorithm (RS256 only); every claim we rely on is checked
+    here, with its type, so each refusal has its own reason and a malformed claim is a 401.
+    jose's own claim checks stay off: they report every claim failure with one exception class
+    and let a TypeError escape from a non-numeric `exp`.
+    """
+
+    def __init__(
+        self,
+        *,
+        jwks: JwksCache,
+        audience: str,
+        issuer: str,
+        leeway: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._jwks = jwks
         self._audience = audience
         self._issuer = issuer
-        self._options = {
-            "verify_signature": True,
-            "require_exp": True,
-            "require_aud": True,
-            "require_iss": True,
-            "require_sub": True,
-            "leeway": leeway,
-        }
+        self._leeway = leeway
+        self._clock = clock
 
     async def verify(self, token: str) -> Principal:
         """Return the token's Principal; raise AuthError (401) or AuthUnavailable (503)."""
@@ -197,38 +216,65 @@ class JwtVerifier:
         if not isinstance(kid, str) or not kid:
             raise AuthError("token has no key id")
         key = await self._jwks.get(kid)
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[ALGORITHM],
-                audience=self._audience,
-                issuer=self._issuer,
-                options=self._options,
-            )
-        except ExpiredSignatureError as exc:
-            raise AuthError("token expired") from exc
-        except JWTClaimsError as exc:
-            raise AuthError(_claims_reason(str(exc))) from exc
-        except JWTError as exc:
-            raise AuthError(_jwt_reason(str(exc))) from exc
-        except (JOSEError, TypeError, ValueError, OverflowError) as exc:
-            # jose calls int() on exp/nbf/iat without catching TypeError/OverflowError.
-            raise AuthError("invalid token claims") from exc
-        sub = claims.get("sub")
+        claims = _signed_claims(token, key)
+        self._check_claims(claims)
+        return Principal(user_id=claims["sub"], claims=MappingProxyType(claims))
+
+    def _check_claims(self, claims: Mapping[str, Any]) -> None:
+        for name in REQUIRED_CLAIMS:
+            if name not in claims:
+                raise AuthError(f"token has no {name} claim")
+        now = self._clock()
+        exp = _numeric_date(claims["exp"])
+        if exp <= now - self._leeway:
+            raise AuthError("token expired")
+        if "nbf" in claims and _numeric_date(claims["nbf"]) > now + self._leeway:
+            raise AuthError("token not yet valid")
+        if "iat" in claims and _numeric_date(claims["iat"]) > now + self._leeway + ISSUED_AT_SKEW:
+            raise AuthError("token not yet valid")
+        if self._audience not in _audiences(claims["aud"]):
+            raise AuthError("invalid audience")
+        if claims["iss"] != self._issuer:
+            raise AuthError("invalid issuer")
+        sub = claims["sub"]
         if not isinstance(sub, str) or not sub:
             raise AuthError("token has no subject")
-        return Principal(user_id=sub, claims=MappingProxyType(claims))
 
 
-def _claims_reason(message: str) -> str:
-    lowered = message.lower()
-    return next((reason for needle, reason in _CLAIM_REASONS if needle in lowered), "invalid token claims")
+def _signed_claims(token: str, key: Key) -> dict[str, Any]:
+    """The token's claims once jose has verified its RS256 signature with `key`."""
+    try:
+        claims = jwt.decode(token, key, algorithms=[ALGORITHM], options=_SIGNATURE_ONLY)
+    except ExpiredSignatureError as exc:  # not raised with the claim checks off; mapped all the same
+        raise AuthError("token expired") from exc
+    except JWTClaimsError as exc:
+        raise AuthError("invalid token claims") from exc
+    except JWTError as exc:
+        # The header parsed and named RS256: either the signature does not match, or the signed
+        # payload is not a JSON object (which parsing it without verification tells apart).
+        try:
+            jwt.get_unverified_claims(token)
+        except JWTError:
+            raise AuthError("invalid token") from exc
+        raise AuthError("invalid signature") from exc
+    except JOSEError as exc:
+        raise AuthError("invalid token") from exc
+    if not isinstance(claims, dict):
+        raise AuthError("invalid token")
+    return claims
 
 
-def _jwt_reason(message: str) -> str:
-    if missing := _MISSING_CLAIM.search(message):
-        return f"token has no {missing.group(1)} claim"
-    if "signature verification failed" in message.lower():
-        return "invalid signature"
-    return "invalid token"
+def _numeric_date(value: object) -> float:
+    """A NumericDate claim (RFC 7519 §2): a finite JSON number; anything else is refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise AuthError("invalid token claims")
+    return float(value)
+
+
+def _audiences(value: object) -> tuple[str, ...]:
+    """The `aud` claim: one string or a list of strings (RFC 7519 §4.1.3)."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise AuthError("invalid token claims")

@@ -16,7 +16,7 @@ from typing import Any
 import python_multipart as multipart
 from python_multipart.multipart import parse_options_header
 from starlette.datastructures import FormData, UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.formparsers import MultiPartException, MultiPartParser, MultipartPart
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -153,11 +153,9 @@ class UploadParser(MultiPartParser):
             async for chunk in self.stream:
                 parser.write(chunk)
                 for part, data in self._file_parts_to_write:
-                    assert part.file is not None
-                    await part.file.write(data)
+                    await _spool_of(part).write(data)
                 for part in self._file_parts_to_finish:
-                    assert part.file is not None
-                    await part.file.seek(0)
+                    await _spool_of(part).seek(0)
                 self._file_parts_to_write.clear()
                 self._file_parts_to_finish.clear()
             parser.finalize()
@@ -168,6 +166,13 @@ class UploadParser(MultiPartParser):
                 raise MultiPartException("Invalid multipart data.") from exc
             raise
         return FormData(self.items)
+
+
+def _spool_of(part: MultipartPart) -> UploadFile:
+    # Starlette queues only file parts, each with its spool file; a part without one is our bug.
+    if part.file is None:
+        raise RuntimeError("multipart file part without a spool file")
+    return part.file
 
 
 def _boundary(content_type: str) -> str | None:

@@ -5,13 +5,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+import time
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from jose import jws
 
-from gql.auth import AuthError, AuthUnavailable, JwksCache, JwtVerifier, Principal, bearer_token
-from tests.fixtures.jwks import TEST_AUDIENCE, TEST_ISSUER, JwksServer, TokenFactory, ec_jwk
+from gql.auth import (
+    ISSUED_AT_SKEW,
+    AuthError,
+    AuthUnavailable,
+    JwksCache,
+    JwtVerifier,
+    Principal,
+    bearer_token,
+)
+from tests.fixtures.jwks import TEST_AUDIENCE, TEST_ISSUER, TEST_KID, JwksServer, TokenFactory, ec_jwk
 
 MIN_REFETCH_INTERVAL = 60.0
 MAX_AGE = 600.0
@@ -179,6 +189,59 @@ async def test_token_with_non_numeric_expiry_is_refused(
     token = tokens.issue(extra_claims={"exp": exp})
 
     assert await rejection(verifier, token) == "invalid token claims"
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", [True, "1700000000", None], ids=["boolean", "numeric-text", "null"])
+async def test_token_whose_time_claim_is_not_a_number_is_refused(
+    verifier: JwtVerifier, tokens: TokenFactory, claim: str, value: object
+) -> None:
+    assert await rejection(verifier, tokens.issue(extra_claims={claim: value})) == "invalid token claims"
+
+
+async def test_token_verified_at_the_instant_it_expires_is_refused(jwks: JwksCache, tokens: TokenFactory) -> None:
+    expiry = int(time.time()) + 3600
+    verifier = JwtVerifier(jwks=jwks, audience=TEST_AUDIENCE, issuer=TEST_ISSUER, clock=lambda: float(expiry))
+
+    assert await rejection(verifier, tokens.issue(extra_claims={"exp": expiry})) == "token expired"
+
+
+async def test_token_issued_in_the_future_is_refused(verifier: JwtVerifier, tokens: TokenFactory) -> None:
+    token = tokens.issue(extra_claims={"iat": int(time.time()) + ISSUED_AT_SKEW + 600})
+
+    assert await rejection(verifier, token) == "token not yet valid"
+
+
+async def test_token_issued_by_a_clock_slightly_ahead_of_ours_is_accepted(
+    verifier: JwtVerifier, tokens: TokenFactory
+) -> None:
+    token = tokens.issue(extra_claims={"iat": int(time.time()) + ISSUED_AT_SKEW // 2})
+
+    assert (await verifier.verify(token)).user_id == "user-1"
+
+
+@pytest.mark.parametrize(
+    "aud", [42, [TEST_AUDIENCE, 7], {"aud": TEST_AUDIENCE}], ids=["number", "mixed-list", "object"]
+)
+async def test_token_whose_audience_is_neither_a_string_nor_a_list_of_strings_is_refused(
+    verifier: JwtVerifier, tokens: TokenFactory, aud: object
+) -> None:
+    assert await rejection(verifier, tokens.issue(extra_claims={"aud": aud})) == "invalid token claims"
+
+
+@pytest.mark.parametrize("sub", [42, ["user-1"]], ids=["number", "list"])
+async def test_token_whose_subject_is_not_a_string_is_refused(
+    verifier: JwtVerifier, tokens: TokenFactory, sub: object
+) -> None:
+    assert await rejection(verifier, tokens.issue(extra_claims={"sub": sub})) == "token has no subject"
+
+
+async def test_validly_signed_payload_that_is_not_a_json_object_is_refused(
+    verifier: JwtVerifier, jwks_server: JwksServer
+) -> None:
+    token = jws.sign(b"[1, 2, 3]", jwks_server.default_key.private_pem, headers={"kid": TEST_KID}, algorithm="RS256")
+
+    assert await rejection(verifier, token) == "invalid token"
 
 
 async def test_tampered_payload_is_refused(verifier: JwtVerifier, tokens: TokenFactory) -> None:

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -183,9 +184,20 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 def _cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from gql.serving import Listening, bind_listener, run_servers
+
     settings, workflow = _load()
-    app = create_app(settings, workflow)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
+    with bind_listener(args.host, args.port) as listener:
+        config = uvicorn.Config(
+            create_app(settings, workflow),
+            host=args.host,
+            port=args.port,
+            log_level=settings.log_level.lower(),
+            log_config=None,  # uvicorn's lines go through our one handler and format
+            timeout_graceful_shutdown=10,
+        )
+        url = f"http://{args.host}:{listener.getsockname()[1]}"
+        run_servers([Listening(config, listener)], on_started=lambda: log.info("api.listening", extra={"url": url}))
     return 0
 
 
@@ -209,8 +221,7 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 def _cmd_emulator(args: argparse.Namespace) -> int:
     from comfy.emulator.__main__ import main as emulator_main
 
-    emulator_main(["--host", args.host, "--port", str(args.port), "--service-time", str(args.service_time)])
-    return 0
+    return emulator_main(["--host", args.host, "--port", str(args.port), "--service-time", str(args.service_time)])
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
@@ -219,20 +230,26 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return submit_cli(args)
 
 
+PORT_HELP = "port to listen on (default: $PORT, else 8000)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # `PORT=8001 restoration dev` (what `make dev PORT=8001` runs) as well as `--port 8001`; argparse
+    # converts and checks a string default as it does the flag's value.
+    default_port = os.environ.get("PORT", "8000")
     parser = argparse.ArgumentParser(prog="restoration", description="Photo-restoration backend.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="apply the database migrations").set_defaults(run=_cmd_migrate)
     api = commands.add_parser("api", help="serve the API (GraphQL, REST, health, metrics)")
     api.add_argument("--host", default="127.0.0.1")
-    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--port", type=int, default=default_port, help=PORT_HELP)
     api.set_defaults(run=_cmd_api)
     worker = commands.add_parser("worker", help="run the Huey consumer that executes restoration jobs")
     worker.add_argument("--concurrency", type=int, default=None, help="worker threads (default COMFYUI_MAX_INFLIGHT)")
     worker.set_defaults(run=_cmd_worker)
     dev = commands.add_parser("dev", help="the whole product in one process, no outside services")
     dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--port", type=int, default=default_port, help=PORT_HELP)
     dev.set_defaults(run=_cmd_dev)
     emulator = commands.add_parser("emulator", help="the bundled ComfyUI emulator alone (CPU stand-ins, not ComfyUI)")
     emulator.add_argument("--host", default="127.0.0.1")
@@ -246,15 +263,20 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--out", type=Path, default=None, help="where to save the result (implies --watch)")
     submit.add_argument("--url", default=None, help="API base URL (default: ./.data/dev-url)")
     submit.add_argument("--token", default=None, help="bearer token (default: ./.data/dev-token)")
-    submit.set_defaults(run=_cmd_submit)
+    # The client reads only what it uses (these flags, ./.data/, LOG_LEVEL): server settings in the
+    # environment, valid or not, are none of its business.
+    submit.set_defaults(run=_cmd_submit, server_settings=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings()
-        _configure_logging(settings.log_level)
+        if getattr(args, "server_settings", True):
+            settings = load_settings()
+            _configure_logging(settings.log_level)
+        else:
+            _configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
         result: Any = args.run(args)
     except (ConfigError, WorkflowError, StorageConfigError) as exc:
         print(f"restoration: {exc}", file=sys.stderr)  # noqa: T201 - the one-line operator error

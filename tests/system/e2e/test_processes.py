@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -160,3 +162,42 @@ async def test_photo_goes_from_upload_to_completed_through_the_real_processes(
     codes = [process.wait(timeout=40) for process in started]
     # The contract allows a clean exit or the signal's own status (uvicorn re-raises SIGTERM).
     assert all(code in (0, -signal.SIGTERM) for code in codes), codes
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_api_exits_0_promptly_on_a_stop_signal(environment: dict[str, str], tmp_path: Path, signum: int) -> None:
+    port = free_port()
+    with (tmp_path / "api.log").open("wb") as log:
+        api = subprocess.Popen(
+            [RESTORATION, "api", "--port", str(port)], env=environment, cwd=tmp_path, stdout=log, stderr=log
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert api.poll() is None, (tmp_path / "api.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the API did not come up"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        api.send_signal(signum)
+        assert api.wait(timeout=15) == 0, (tmp_path / "api.log").read_text()[-3000:]
+    finally:
+        if api.poll() is None:
+            api.kill()
+            api.wait()
+
+
+def test_api_on_a_busy_port_is_one_line_on_stderr_and_a_failed_exit(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run(environment, "api", "--port", str(port), cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr

@@ -38,7 +38,9 @@ def test_the_least_loaded_server_gets_the_next_slot(client: redis.Redis) -> None
     first = slots.acquire(SERVERS, owner="a")
     second = slots.acquire(SERVERS, owner="b")
     third = slots.acquire(SERVERS, owner="c")
-    assert first and second and third
+    assert first
+    assert second
+    assert third
     assert [first.server, second.server, third.server] == [SERVERS[0], SERVERS[1], SERVERS[0]]
     assert slots.loads(SERVERS) == {SERVERS[0]: 2, SERVERS[1]: 1}
 
@@ -138,4 +140,5 @@ def test_a_freed_slot_wakes_a_waiting_thread_at_once(client: redis.Redis) -> Non
     waiter.start()
     gate.release(held)
     waiter.join(timeout=2)
-    assert got and got[0] is not None
+    assert got
+    assert got[0] is not None

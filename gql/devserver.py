@@ -102,12 +102,13 @@ def _run_dev(settings: Settings, api_factory: ApiFactory, data_dir: Path, *, hos
 
 def _emulator(listener: socket.socket, data_dir: Path) -> Listening:
     port = int(listener.getsockname()[1])
-    config = EmulatorConfig(host="127.0.0.1", port=port, root=data_dir / "comfyui", service_time=EMULATOR_SERVICE_TIME)
+    root = data_dir / "comfyui"
+    emulator = EmulatorConfig(host="127.0.0.1", port=port, root=root, service_time=EMULATOR_SERVICE_TIME)
     log.warning(
         "dev.emulator",
         extra={"note": "ComfyUI EMULATOR (CPU stand-ins, not a real ComfyUI)", "url": f"http://127.0.0.1:{port}"},
     )
-    app = create_emulator_app(config)
+    app = create_emulator_app(emulator)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None, lifespan="on")
     return Listening(config, listener)
 

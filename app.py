@@ -35,6 +35,7 @@ from gql.jobs import current_event
 from gql.live import JobEventHub
 from gql.ops import router as ops_router
 from gql.rest import router as rest_router
+from gql.rest import with_job_examples
 from gql.router import create_graphql_router
 from gql.schema import create_schema
 from gql.uploads import MULTIPART_OVERHEAD, BodyLimitMiddleware
@@ -123,7 +124,9 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
         version="0.1.0",
         summary="Upload an old photo, get it restored by a ComfyUI workflow.",
         lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": True},  # the token survives a reload of /docs
     )
+    app.openapi = with_job_examples(app.openapi)  # type: ignore[method-assign]
     app.include_router(rest_router)
     app.include_router(
         create_graphql_router(create_schema(), allowed_origins=settings.allowed_origins),

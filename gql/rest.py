@@ -1,12 +1,19 @@
-"""REST aliases for older clients; they call the same service functions as GraphQL."""
+"""REST aliases for older clients; they call the same service functions as GraphQL.
+
+The OpenAPI document (`/openapi.json`, Swagger UI at `/docs`) declares the bearer scheme on every
+operation, so Swagger's Authorize button takes a token (the dev token with `restoration dev`);
+checking it stays with `authenticate` (401, `WWW-Authenticate: Bearer`, `{"detail"}`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response, Security
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 
 from gql.auth import Principal
@@ -16,11 +23,20 @@ from gql.uploads import read_form, single_file
 
 CurrentUser = Annotated[Principal, Depends(authenticate)]
 CurrentServices = Annotated[Services, Depends(services_of)]
+# Documents the scheme only: without a token it yields None and `authenticate` answers the 401.
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    bearerFormat="JWT",
+    description="An Auth0 RS256 access token (with `restoration dev`: the dev token it prints).",
+    auto_error=False,
+)
+# The contract's job statuses, as the REST job spells them.
+JobStatusName = Literal["pending", "processing", "completed", "failed", "cancelled"]
 
 
 class Job(BaseModel):
     id: str
-    status: str
+    status: JobStatusName
     denoise: float
     original_image_url: str
     processed_image_url: str | None
@@ -38,9 +54,75 @@ class Problem(BaseModel):
     detail: str
 
 
+def _job_example(**values: Any) -> dict[str, Any]:
+    """A job as the API returns it: every field of `Job`, null unless given."""
+    return {name: values.get(name) for name in Job.model_fields}
+
+
+_JOB_ID = "0b8f5d6e-3c2a-4f1e-9a7b-5d4c3b2a1f0e"
+_EXAMPLE_TIMES = {"created_at": "2025-06-01T12:00:00Z", "updated_at": "2025-06-01T12:00:04Z"}
+_ORIGINAL_URL = f"https://d1234.cloudfront.net/originals/{_JOB_ID}.jpg"
+PENDING_EXAMPLE = _job_example(
+    id=_JOB_ID, status="pending", denoise=0.5, original_image_url=_ORIGINAL_URL, **_EXAMPLE_TIMES
+)
+JOB_EXAMPLES = {
+    "pending": {"summary": "just submitted", "value": PENDING_EXAMPLE},
+    "processing": {
+        "summary": "running",
+        "value": _job_example(**{**PENDING_EXAMPLE, "status": "processing", "progress": 0.42}),
+    },
+    "completed": {
+        "summary": "restored",
+        "value": _job_example(
+            **{
+                **PENDING_EXAMPLE,
+                "status": "completed",
+                "processed_image_url": f"https://d1234.cloudfront.net/restored/{_JOB_ID}.png",
+            }
+        ),
+    },
+    "failed": {
+        "summary": "failed",
+        "value": _job_example(
+            **{
+                **PENDING_EXAMPLE,
+                "status": "failed",
+                "error_message": "No restoration server could be reached; please try again later.",
+                "error_code": "COMFYUI_UNAVAILABLE",
+                "retryable": True,
+            }
+        ),
+    },
+}
+
+
+def with_job_examples(openapi: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """`app.openapi` with `JOB_EXAMPLES` on every response that is a `Job`, nulls included: FastAPI
+    drops None values from the document it generates, and a job always has every field."""
+
+    def document() -> dict[str, Any]:
+        spec = openapi()
+        for operation in (op for path in spec.get("paths", {}).values() for op in path.values()):
+            for response in operation.get("responses", {}).values():
+                body = response.get("content", {}).get("application/json", {})
+                if body.get("schema", {}).get("$ref") == "#/components/schemas/Job":
+                    body["examples"] = JOB_EXAMPLES
+        return spec
+
+    return document
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "missing or invalid bearer token"},
-    503: {"model": Problem, "description": "a dependency is unavailable; retry after `Retry-After` seconds"},
+    401: {
+        "model": Problem,
+        "description": "missing or invalid bearer token",
+        "headers": {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+    },
+    503: {
+        "model": Problem,
+        "description": "a dependency is unavailable; retry after `Retry-After` seconds",
+        "headers": {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}},
+    },
 }
 
 UPLOAD_BODY = {
@@ -61,7 +143,7 @@ UPLOAD_BODY = {
     }
 }
 
-router = APIRouter(prefix="/api/v1/restoration", tags=["restoration"])
+router = APIRouter(prefix="/api/v1/restoration", tags=["restoration"], dependencies=[Security(BEARER)])
 
 
 @router.post(
@@ -70,6 +152,15 @@ router = APIRouter(prefix="/api/v1/restoration", tags=["restoration"])
     response_model=Job,
     openapi_extra=UPLOAD_BODY,
     responses={
+        202: {
+            "description": "accepted: the job, still pending, with the original already stored",
+            "headers": {
+                "Location": {
+                    "description": "the job's URL, `/api/v1/restoration/jobs/{id}`",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
         **ERRORS,
         400: {"model": Problem, "description": "malformed multipart body"},
         413: {"model": Problem, "description": "file or image too large"},
@@ -90,7 +181,15 @@ async def restore(request: Request, response: Response, user: CurrentUser, servi
     return Job.from_view(view)
 
 
-@router.get("/jobs/{job_id}", response_model=Job, responses={**ERRORS, 404: {"model": Problem}})
+@router.get(
+    "/jobs/{job_id}",
+    response_model=Job,
+    responses={
+        200: {"description": "the job"},
+        **ERRORS,
+        404: {"model": Problem, "description": "no such job, or someone else's"},
+    },
+)
 async def job(job_id: str, user: CurrentUser, services: CurrentServices) -> Job:
     """The caller's job; 404 when it does not exist or belongs to someone else."""
     return Job.from_view(await get_job(services=services, user_id=user.user_id, job_id=job_id))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+from unittest.mock import ANY
+
 from tests.fixtures.services import ApiServer
 
 
@@ -14,6 +18,64 @@ async def test_openapi_documents_the_rest_aliases(api: ApiServer) -> None:
     assert "/api/v1/restoration/jobs/{job_id}" in spec["paths"]
     body = spec["paths"]["/api/v1/restoration/restore"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in body
+
+
+JOB_STATUSES = ["pending", "processing", "completed", "failed", "cancelled"]  # the contract's
+REST_OPERATIONS = [("post", "/api/v1/restoration/restore"), ("get", "/api/v1/restoration/jobs/{job_id}")]
+
+
+async def openapi(api: ApiServer) -> dict[str, Any]:
+    async with api.client() as anonymous:
+        spec: dict[str, Any] = (await anonymous.get("/openapi.json")).json()
+    return spec
+
+
+async def test_openapi_declares_a_jwt_bearer_scheme_on_every_rest_operation(api: ApiServer) -> None:
+    spec = await openapi(api)
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes == {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": ANY}}
+    rest = [(method, path) for path, item in spec["paths"].items() for method in item if path.startswith("/api/")]
+    assert sorted(rest) == sorted(REST_OPERATIONS)
+    for method, path in rest:
+        assert spec["paths"][path][method]["security"] == [{"bearer": []}], (method, path)
+
+
+async def test_the_documented_scheme_leaves_the_401_as_it_was(api: ApiServer) -> None:
+    async with api.client() as anonymous:
+        for headers in ({}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer not-a-jwt"}):
+            response = await anonymous.get(f"/api/v1/restoration/jobs/{uuid.uuid4()}", headers=headers)
+            assert response.status_code == 401, headers
+            assert response.headers["www-authenticate"].startswith("Bearer"), headers
+            assert list(response.json()) == ["detail"], headers
+
+
+async def test_openapi_documents_the_location_and_retry_after_headers(api: ApiServer) -> None:
+    spec = await openapi(api)
+    restore = spec["paths"]["/api/v1/restoration/restore"]["post"]["responses"]
+    assert restore["202"]["headers"]["Location"]["schema"] == {"type": "string"}
+    for method, path in REST_OPERATIONS:
+        unavailable = spec["paths"][path][method]["responses"]["503"]
+        assert unavailable["headers"]["Retry-After"]["schema"] == {"type": "integer"}, (method, path)
+
+
+async def test_openapi_gives_the_job_status_as_an_enum(api: ApiServer) -> None:
+    spec = await openapi(api)
+    assert spec["components"]["schemas"]["Job"]["properties"]["status"]["enum"] == JOB_STATUSES
+
+
+async def test_openapi_job_examples_have_every_field_and_a_valid_status(api: ApiServer) -> None:
+    spec = await openapi(api)
+    job = spec["components"]["schemas"]["Job"]
+    for method, path in REST_OPERATIONS:
+        code = "202" if method == "post" else "200"
+        examples = spec["paths"][path][method]["responses"][code]["content"]["application/json"]["examples"]
+        assert {example["value"]["status"] for example in examples.values()} >= {"pending", "completed", "failed"}
+        for example in examples.values():
+            value = example["value"]
+            assert set(value) == set(job["properties"]), (path, example["summary"])  # nulls included
+            assert value["status"] in JOB_STATUSES
+            assert (value["processed_image_url"] is not None) == (value["status"] == "completed")
+            assert (value["error_message"] is not None) == (value["status"] == "failed")
 
 
 async def test_health_needs_no_token(api: ApiServer) -> None:

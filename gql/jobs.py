@@ -82,13 +82,16 @@ async def _submit(*, services: Services, user_id: str, upload: UploadFile, denoi
         await _forget_object(services, key)
         raise
     try:
-        await services.queue.enqueue(job_id)
+        await services.queue.enqueue(job_id, user_id=user_id)
     except QueueUnavailable:
         with contextlib.suppress(DatabaseUnavailable):
             await repository.delete_job(job_id)
         await _forget_object(services, key)
         raise
-    log.info("restore.submitted job_id=%s format=%s bytes=%s", job_id, info.format, upload.size)
+    log.info(
+        "restore.submitted",
+        extra={"job_id": job_id, "user": user_id, "format": info.format, "bytes": upload.size},
+    )
     return view_of(job, services.urls)
 
 
@@ -96,7 +99,7 @@ async def _forget_object(services: Services, key: str) -> None:
     try:
         await services.storage.delete(key)
     except StorageError:
-        log.warning("restore.orphan_object key=%s (could not delete after a failed submit)", key)
+        log.warning("restore.orphan_object", extra={"key": key, "note": "could not delete after a failed submit"})
 
 
 def parse_job_id(value: str) -> uuid.UUID | None:

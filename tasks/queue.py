@@ -1,8 +1,13 @@
-"""The Huey instance (Redis broker) and the API's side of it: enqueueing a job id.
+"""The Huey instance (Redis broker), the ONE restore task, and enqueueing a job in its fair turn.
 
 Huey is synchronous, so the API enqueues in a thread. Tasks take ids only: the worker reloads the
 job and claims it, which makes a duplicate delivery harmless. No automatic retries: a failed job
 is failed (fail fast), and the user resubmits.
+
+The queue is Huey's priority queue (a Redis sorted set): each job's priority is minus its fair
+start tag (`tasks.scheduler.FairTurns`), so jobs start in turn across users, in arrival order
+within one user. A worker's consumer threads dequeue through its `SlotGate` (`FairHuey.gate`):
+no free slot on a reachable ComfyUI server, no message taken.
 """
 
 from __future__ import annotations
@@ -12,10 +17,14 @@ import uuid
 from collections.abc import Callable
 
 import redis
-from huey import RedisHuey
-from huey.api import TaskWrapper
+from huey import PriorityRedisHuey
+from huey.api import Task, TaskWrapper
 
-QUEUE_NAME = "restoration"
+from tasks.scheduler import FairTurns, SlotGate
+
+# Named apart from the plain list queue of earlier versions, so an upgrade never meets a Redis key
+# of the other type; the reconciler queues again whatever pending job lost its message.
+QUEUE_NAME = "restoration-jobs"
 TASK_NAME = "restore"
 # Fail fast when Redis is down: the API answers 503 instead of hanging the request.
 REDIS_CONNECT_TIMEOUT = 2.0
@@ -30,16 +39,28 @@ class QueueUnavailable(Exception):
         super().__init__("job queue unavailable")
 
 
-def create_huey(redis_url: str) -> RedisHuey:
+class FairHuey(PriorityRedisHuey):
+    """Huey's priority queue on Redis whose dequeue goes through the worker's `SlotGate`, if any."""
+
+    gate: SlotGate | None = None
+
+    def dequeue(self) -> Task | None:
+        if self.gate is None:
+            return super().dequeue()
+        return self.gate.dequeue(super().dequeue)
+
+
+def create_huey(redis_url: str, *, blocking: bool = True) -> FairHuey:
     pool = redis.ConnectionPool.from_url(
         redis_url,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
         socket_timeout=REDIS_SOCKET_TIMEOUT,
         health_check_interval=30,
     )
-    return RedisHuey(
+    return FairHuey(
         QUEUE_NAME,
         connection_pool=pool,
+        blocking=blocking,
         results=False,  # nothing reads task results; the job row is the result
         utc=True,
     )
@@ -57,8 +78,9 @@ class JobQueue:
     process that never called `serve()` refuses to execute it.
     """
 
-    def __init__(self, huey: RedisHuey) -> None:
+    def __init__(self, huey: FairHuey) -> None:
         self.huey = huey
+        self.fair = FairTurns(huey.storage.conn)
         self._runner: Runner | None = None
         # Huey names a task after its function's module and the name given here, so every
         # process that builds a JobQueue agrees on `tasks.queue.restore`.
@@ -73,11 +95,16 @@ class JobQueue:
             raise RuntimeError(f"job {job_id}: this process does not run restore tasks (no worker attached)")
         self._runner(job_id)
 
-    async def enqueue(self, job_id: uuid.UUID) -> None:
+    async def enqueue(self, job_id: uuid.UUID, *, user_id: str) -> None:
+        """Queue the job in its owner's fair turn."""
         try:
-            await asyncio.to_thread(self.task, str(job_id))
+            await asyncio.to_thread(self._enqueue, str(job_id), user_id)
         except redis.RedisError as exc:
             raise QueueUnavailable() from exc
+
+    def _enqueue(self, job_id: str, user_id: str) -> None:
+        tag = self.fair.tag_for(user_id)
+        self.task(job_id, priority=-tag)
 
     async def depth(self) -> int:
         try:

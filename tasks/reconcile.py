@@ -9,7 +9,9 @@ Runs periodically in every worker (one at a time, under a Redis lock):
   again. It never started, so this is not a retry, and the atomic claim means a job never runs
   twice at once even if a message turns up twice.
 
-Jobs past their deadline are failed by `settle`, and their prompt is cancelled in ComfyUI.
+Jobs past their deadline are failed by `settle` (TIMEOUT), and their prompt is cancelled in ComfyUI;
+a job ComfyUI has no record of fails as JOB_LOST. `settle` fails the job on every error of its
+own (INTERNAL at worst), so an orphan never stays `processing` because settling it broke.
 """
 
 from __future__ import annotations
@@ -64,9 +66,9 @@ class Reconciler:
             try:
                 report = await self.run_once()
                 if report.settled or report.requeued:
-                    log.info("reconcile.done settled=%d requeued=%d", report.settled, report.requeued)
+                    log.info("reconcile.done", extra={"settled": report.settled, "requeued": report.requeued})
             except (DatabaseUnavailable, QueueUnavailable, RedisError, OSError) as exc:
-                log.warning("reconcile.skipped dependency unavailable: %s", exc)
+                log.warning("reconcile.skipped", extra={"reason": "dependency unavailable", "detail": str(exc)})
             except Exception:  # never let one bad round stop reconciling for good
                 log.exception("reconcile.failed")
             await asyncio.sleep(self.interval)
@@ -97,7 +99,7 @@ class Reconciler:
                 job.id, worker_id=self._restorer.worker_id, lease_seconds=self._restorer.lease_seconds
             )
             if taken is not None:
-                log.warning("reconcile.orphan job_id=%s previous_worker=%s", job.id, job.worker_id)
+                log.warning("reconcile.orphan", extra={"job_id": str(job.id), "previous_worker": job.worker_id})
                 await self._restorer.settle(taken)
                 metrics.JOBS_SETTLED.inc()
                 settled += 1
@@ -111,8 +113,8 @@ class Reconciler:
         requeued = 0
         for job in waiting:
             if str(job.id) not in queued:
-                log.warning("reconcile.requeue job_id=%s (its queue message was lost)", job.id)
-                await self._queue.enqueue(job.id)
+                log.warning("reconcile.requeue", extra={"job_id": str(job.id), "reason": "its queue message was lost"})
+                await self._queue.enqueue(job.id, user_id=job.user_id)
                 metrics.JOBS_REQUEUED.inc()
                 requeued += 1
         return requeued

@@ -26,7 +26,7 @@ import httpx
 import redis
 from huey import RedisHuey
 
-from tasks.queue import QUEUE_NAME, JobQueue
+from tasks.queue import JobQueue, create_huey
 from tests.fixtures import images
 from tests.fixtures.proxy import free_port
 from tests.fixtures.services import PG_HOST, PG_PORT, PG_USER
@@ -141,7 +141,7 @@ class Rows:
 
 def queue_of(redis_url: str) -> RedisHuey:
     """A non-consuming view of the restore queue on `redis_url`."""
-    return JobQueue(RedisHuey(QUEUE_NAME, url=redis_url, blocking=False, results=False)).huey
+    return JobQueue(create_huey(redis_url, blocking=False)).huey
 
 
 # -- processes ----------------------------------------------------------------------------------

@@ -14,12 +14,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response, Security
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gql.auth import Principal
 from gql.context import Services, authenticate, services_of
 from gql.jobs import JobView, get_job, submit_restoration
 from gql.uploads import read_form, single_file
+from models.error_codes import ErrorCode
 
 CurrentUser = Annotated[Principal, Depends(authenticate)]
 CurrentServices = Annotated[Services, Depends(services_of)]
@@ -41,6 +42,8 @@ class Job(BaseModel):
     original_image_url: str
     processed_image_url: str | None
     error_message: str | None
+    error_code: ErrorCode | None = Field(description="Set exactly when failed.")
+    retryable: bool | None = Field(description="Set exactly when failed: may submitting the photo again succeed?")
     progress: float | None
     created_at: datetime
     updated_at: datetime

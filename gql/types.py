@@ -9,6 +9,7 @@ from enum import Enum
 import strawberry
 
 from gql.jobs import JobPage, JobView
+from models.error_codes import ErrorCode as ModelErrorCode
 from models.job import JobStatus as ModelStatus
 
 
@@ -23,6 +24,21 @@ class JobStatus(Enum):
         return ModelStatus(self.value)
 
 
+@strawberry.enum(name="ErrorCode", description="Why a job failed (see the contract's table).")
+class ErrorCode(Enum):
+    COMFYUI_UNAVAILABLE = "COMFYUI_UNAVAILABLE"
+    COMFYUI_REJECTED = "COMFYUI_REJECTED"
+    COMFYUI_ERROR = "COMFYUI_ERROR"
+    JOB_LOST = "JOB_LOST"
+    TIMEOUT = "TIMEOUT"
+    STORAGE_ERROR = "STORAGE_ERROR"
+    INTERNAL = "INTERNAL"
+
+    @classmethod
+    def of(cls, code: ModelErrorCode | None) -> ErrorCode | None:
+        return cls(code.value) if code is not None else None
+
+
 @strawberry.type
 class RestorationJob:
     id: strawberry.ID
@@ -31,6 +47,10 @@ class RestorationJob:
     original_image_url: str
     processed_image_url: str | None
     error_message: str | None
+    error_code: ErrorCode | None = strawberry.field(description="Set exactly when FAILED.")
+    retryable: bool | None = strawberry.field(
+        description="Set exactly when FAILED: whether submitting the same photo again may succeed."
+    )
     progress: float | None
     created_at: datetime
     updated_at: datetime
@@ -38,7 +58,14 @@ class RestorationJob:
     @classmethod
     def from_view(cls, view: JobView) -> RestorationJob:
         fields = dataclasses.asdict(view)
-        return cls(**{**fields, "id": strawberry.ID(str(view.id)), "status": JobStatus(view.status.value)})
+        return cls(
+            **{
+                **fields,
+                "id": strawberry.ID(str(view.id)),
+                "status": JobStatus(view.status.value),
+                "error_code": ErrorCode.of(view.error_code),
+            }
+        )
 
 
 @strawberry.type

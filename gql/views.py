@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
 from gql.errors import BadInput
+from models.error_codes import ErrorCode
 from models.job import JobStatus, RestorationJob
 from models.repository import Cursor
 from storage.urls import ImageUrls
@@ -31,6 +32,8 @@ class JobView:
     original_image_url: str
     processed_image_url: str | None
     error_message: str | None
+    error_code: ErrorCode | None
+    retryable: bool | None
     progress: float | None
     created_at: datetime
     updated_at: datetime
@@ -52,6 +55,10 @@ class JobState(Protocol):
     @property
     def error_message(self) -> str | None: ...
     @property
+    def error_code(self) -> str | None: ...
+    @property
+    def retryable(self) -> bool | None: ...
+    @property
     def progress(self) -> float | None: ...
     @property
     def created_at(self) -> datetime: ...
@@ -63,13 +70,18 @@ def view_of(job: JobState, urls: ImageUrls) -> JobView:
     status = JobStatus(job.status)
     key = job.processed_key if status is JobStatus.COMPLETED else None
     processed = urls.url_for(key) if key else None
+    failed = status is JobStatus.FAILED
+    # An old failed row or event may lack a code; the contract promises one on every failed job.
+    code = (ErrorCode(job.error_code) if job.error_code else ErrorCode.INTERNAL) if failed else None
     return JobView(
         id=job.id if isinstance(job.id, uuid.UUID) else uuid.UUID(job.id),
         status=status,
         denoise=job.denoise,
         original_image_url=urls.url_for(job.original_key),
         processed_image_url=processed,
-        error_message=job.error_message if status is JobStatus.FAILED else None,
+        error_message=job.error_message if failed else None,
+        error_code=code,
+        retryable=(bool(job.retryable) if job.retryable is not None else code.retryable) if code else None,
         progress=job.progress if status is JobStatus.PROCESSING else None,
         created_at=job.created_at,
         updated_at=job.updated_at,

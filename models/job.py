@@ -7,6 +7,8 @@ from enum import StrEnum
 from tortoise import fields
 from tortoise.models import Model
 
+from models.error_codes import ErrorCode
+
 
 class JobStatus(StrEnum):
     PENDING = "pending"
@@ -33,10 +35,11 @@ class RestorationJob(Model):
     denoise = fields.FloatField()
     original_key = fields.CharField(max_length=255)
     processed_key = fields.CharField(max_length=255, null=True)
+    # Set exactly when failed: the owner's message (no hosts, URLs or paths), the contract's
+    # code, and whether submitting the same photo again may succeed.
     error_message = fields.TextField(null=True)
-    # A stable machine-readable reason for failures (metrics, dashboards): comfy_rejected,
-    # comfy_execution, comfy_unavailable, storage, timeout, internal, ...
-    error_kind = fields.CharField(max_length=32, null=True)
+    error_code = fields.CharEnumField(ErrorCode, max_length=32, null=True)
+    retryable = fields.BooleanField(null=True)
     progress = fields.FloatField(null=True)
     # Grows with every change of the row; events carry it so a watcher can tell old from new
     # and notice a gap.

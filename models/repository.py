@@ -17,6 +17,7 @@ import asyncpg
 from tortoise.exceptions import DBConnectionError
 from tortoise.expressions import F, Q
 
+from models.error_codes import ErrorCode
 from models.job import JobStatus, RestorationJob
 
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -33,8 +34,6 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached; the operation may be retried later."""
-
-    kind = "database"
 
     def __init__(self) -> None:
         super().__init__("database unavailable")
@@ -142,8 +141,11 @@ async def complete_job(job_id: uuid.UUID | str, *, processed_key: str) -> Restor
         return await RestorationJob.get(id=job_id) if updated else None
 
 
-async def fail_job(job_id: uuid.UUID | str, *, message: str, kind: str) -> RestorationJob | None:
-    """pending/processing → failed; None when the job was already terminal."""
+async def fail_job(
+    job_id: uuid.UUID | str, *, message: str, code: ErrorCode, retryable: bool
+) -> RestorationJob | None:
+    """pending/processing → failed with the owner's message and the error code; None when the job
+    was already terminal."""
     now = _now()
     with _db_errors():
         updated = await RestorationJob.filter(
@@ -152,7 +154,8 @@ async def fail_job(job_id: uuid.UUID | str, *, message: str, kind: str) -> Resto
             seq=F("seq") + 1,
             status=JobStatus.FAILED,
             error_message=message,
-            error_kind=kind,
+            error_code=code,
+            retryable=retryable,
             progress=None,
             finished_at=now,
             lease_expires_at=None,

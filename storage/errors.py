@@ -1,23 +1,31 @@
 """Exceptions raised by the storage boundary.
 
 Callers catch these, never botocore's; each keeps the original error as ``__cause__``.
-Messages name the bucket and endpoint but never credentials, so they are safe to log.
+Messages (``str(exc)``) name the bucket and endpoint but never credentials, so they are safe to
+log; they are not for users: a job failed by one shows ``public_message`` (error code
+STORAGE_ERROR, retryable), which names no bucket, endpoint or key.
 
 Exception tree::
 
-    StorageError                 any failure talking to the object store
-    ├── StorageUnavailable       endpoint unreachable, timeout, 5xx, missing bucket,
-    │                            credential or permission problem (the API answers 503)
-    └── ObjectNotFound           the key does not exist (``.key`` names it)
+    JobFailure (models.error_codes)
+    └── StorageError                 any failure talking to the object store → STORAGE_ERROR
+        ├── StorageUnavailable       endpoint unreachable, timeout, 5xx, missing bucket,
+        │                            credential or permission problem (the API answers 503)
+        └── ObjectNotFound           the key does not exist (``.key`` names it)
 
     StorageConfigError(ValueError)
                                  inconsistent storage or URL configuration, raised at
                                  construction only (the settings layer reports it)
 """
 
+from models.error_codes import ErrorCode, JobFailure
 
-class StorageError(Exception):
+
+class StorageError(JobFailure):
     """Base class for failures of the object store."""
+
+    code = ErrorCode.STORAGE_ERROR
+    public_default = "the image storage could not be reached"
 
 
 class StorageUnavailable(StorageError):

@@ -38,6 +38,9 @@ class JobEvent:
     progress: float | None
     created_at: datetime
     updated_at: datetime
+    # Defaulted (and last) so events published by a worker of the previous version still decode.
+    error_code: str | None = None
+    retryable: bool | None = None
 
     @property
     def terminal(self) -> bool:
@@ -61,6 +64,8 @@ class JobEvent:
             progress=job.progress,
             created_at=job.created_at,
             updated_at=job.updated_at,
+            error_code=job.error_code.value if job.error_code else None,
+            retryable=job.retryable,
         )
 
     def encode(self) -> str:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from models.error_codes import ErrorCode
+
 # Buckets spanning a fast CPU test (tens of ms) to a slow GPU job near the 5-minute limit.
 JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180, 300, 600)
 UPLOAD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 JOBS_CREATED = Counter("restoration_jobs_created_total", "Jobs accepted by the API.")
 JOBS_COMPLETED = Counter("restoration_jobs_completed_total", "Jobs that reached completed.")
-JOBS_FAILED = Counter("restoration_jobs_failed_total", "Jobs that reached failed, by error kind.", ["kind"])
+JOBS_FAILED = Counter("restoration_jobs_failed_total", "Jobs that reached failed, by error code.", ["code"])
 JOBS_REQUEUED = Counter("restoration_jobs_requeued_total", "Pending jobs queued again after their message was lost.")
 JOBS_SETTLED = Counter("restoration_jobs_settled_total", "Orphaned jobs settled by the reconciler.")
 QUEUE_DEPTH = Gauge("restoration_queue_depth", "Jobs waiting in the Redis queue.")
@@ -28,3 +30,8 @@ UPLOAD = Histogram(
 END_TO_END = Histogram("restoration_job_seconds", "From submit to completed or failed.", buckets=JOB_BUCKETS)
 OPEN_SUBSCRIPTIONS = Gauge("restoration_open_subscriptions", "jobUpdated subscriptions open in this process.")
 COMFY_UP = Gauge("restoration_comfyui_up", "1 when ComfyUI answers (API) or the worker's websocket is open.")
+
+# Every code is exported from the start (at 0), so a rate or an alert on a code that has not
+# happened yet reads 0 rather than "no data".
+for _code in ErrorCode:
+    JOBS_FAILED.labels(_code.value)

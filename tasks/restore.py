@@ -2,9 +2,16 @@
 
 claim (pending → processing) → download the original → normalise it for ComfyUI → upload it into a
 per-slot input file → queue the prompt (prompt_id = job id) → wait for it → fetch the output →
-strip ComfyUI's metadata → store `restored/{id}.png` → completed. Any failure fails the job with a
-message its owner can read; nothing is retried (fail fast). The whole run is bounded by
-`job_timeout`: on expiry the prompt is removed from ComfyUI's queue or interrupted.
+strip ComfyUI's metadata → store `restored/{id}.png` → completed. Any failure fails the job with
+one of the contract's error codes, whether a new submission may succeed, and a message its owner
+can read (no host, URL, bucket or path: those are logged with the job id); nothing is retried
+(fail fast). The whole run is bounded by `job_timeout`: on expiry the prompt is removed from
+ComfyUI's queue or interrupted.
+
+Where each code comes from: the boundary exceptions carry theirs (`JobFailure`: ComfyUI's
+COMFYUI_UNAVAILABLE, COMFYUI_REJECTED, COMFYUI_ERROR, JOB_LOST; storage's STORAGE_ERROR); the
+pipeline adds TIMEOUT (the deadline), JOB_LOST (a worker gone, settled here) and INTERNAL (an
+image we could not prepare or clean, or a bug).
 """
 
 from __future__ import annotations
@@ -22,10 +29,11 @@ from comfy.images import ImageRejected, normalise_for_comfy, strip_png_metadata
 from comfy.messages import Message
 from comfy.progress import ProgressTracker
 from models import repository
+from models.error_codes import ErrorCode, JobFailure
 from models.job import RestorationJob
 from models.repository import DatabaseUnavailable
 from storage.base import ObjectStore
-from storage.errors import StorageError, StorageUnavailable
+from storage.errors import StorageError
 from storage.keys import restored_key
 from tasks import metrics
 from tasks.progress import ProgressReporter
@@ -40,6 +48,33 @@ INPUT_SUBFOLDER = "restore"
 LEASE_SECONDS = 60.0
 
 JobListener = Callable[[RestorationJob], Awaitable[None]]
+
+# What the job's owner reads for the failures the pipeline itself names.
+INTERNAL_MESSAGE = "internal error while restoring the image"
+IMAGE_NOT_PREPARED = "internal error: the photo could not be prepared for restoration"
+WORKER_LOST = "worker lost: the job's worker stopped and ComfyUI has no record of it"
+WORKER_LOST_UNREACHABLE = "worker lost: the job's worker stopped and ComfyUI could not be reached to recover the result"
+ORIGINAL_UNREADABLE = "the original photo could not be read from storage"
+RESULT_NOT_STORED = "the restored image could not be saved to storage"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a job failed: the contract's code, whether a new submission may succeed, the owner's
+    message, and the operator's detail (logged with the job id, never shown to the owner)."""
+
+    code: ErrorCode
+    retryable: bool
+    message: str
+    detail: str
+
+    @classmethod
+    def of(cls, exc: JobFailure) -> Failure:
+        return cls(code=exc.code, retryable=exc.retryable, message=exc.public_message, detail=str(exc))
+
+    @classmethod
+    def named(cls, code: ErrorCode, message: str, *, detail: str | None = None) -> Failure:
+        return cls(code=code, retryable=code.retryable, message=message, detail=detail or message)
 
 
 @dataclass
@@ -67,40 +102,56 @@ class Restorer:
         try:
             job = await repository.claim_job(job_id, worker_id=self.worker_id, lease_seconds=self.lease_seconds)
         except DatabaseUnavailable:
-            log.error("restore.claim_failed job_id=%s (database unavailable; the reconciler re-queues it)", job_id)
+            log.error(
+                "restore.claim_failed",
+                extra={"job_id": job_id, "reason": "database unavailable; the reconciler re-queues it"},
+            )
             return
         if job is None:
-            log.info("restore.skipped job_id=%s (not pending)", job_id)
+            log.info("restore.skipped", extra={"job_id": job_id, "reason": "not pending"})
             return
         await self._changed(job)
         started = time.monotonic()
         if job.started_at is not None:
             metrics.QUEUE_WAIT.observe(max(0.0, (job.started_at - job.created_at).total_seconds()))
-        log.info("restore.started job_id=%s", job_id)
+        log.info("restore.started", extra={"job_id": job_id})
         heartbeat = asyncio.create_task(self._heartbeat(job_id), name=f"lease-{job_id}")
         try:
             await self._run_claimed(job, started)
         except DatabaseUnavailable:
-            log.error("restore.unsettled job_id=%s (database unavailable; the reconciler settles it)", job_id)
+            log.error(
+                "restore.unsettled",
+                extra={"job_id": job_id, "reason": "database unavailable; the reconciler settles it"},
+            )
         finally:
             heartbeat.cancel()
             await asyncio.wait([heartbeat])  # without absorbing a cancellation of this job
 
     async def _run_claimed(self, job: RestorationJob, started: float) -> None:
         job_id = str(job.id)
+        deadline = asyncio.timeout(self.job_timeout)
         try:
-            async with asyncio.timeout(self.job_timeout):
+            async with deadline:
                 key = await self._process(job)
-        except TimeoutError:
+        except TimeoutError as exc:
+            if not deadline.expired():  # a timeout of something inside, not the job's own
+                await self._fail(job_id, _crashed(job_id, exc))
+                return
             await self._cancel_quietly(job_id)
-            await self._fail(job_id, f"the job did not finish within {self.job_timeout:g} s", "timeout")
-        except (ComfyError, StorageError, ImageRejected) as exc:
-            await self._fail(job_id, str(exc), getattr(exc, "kind", "error"))
-        except Exception:
-            log.exception("restore.crashed job_id=%s", job_id)
-            await self._fail(job_id, "internal error while restoring the image", "internal")
+            await self._fail(job_id, self._timed_out())
+        except JobFailure as exc:
+            await self._fail(job_id, Failure.of(exc))
+        except ImageRejected as exc:
+            await self._fail(job_id, Failure.named(ErrorCode.INTERNAL, IMAGE_NOT_PREPARED, detail=str(exc)))
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            await self._fail(job_id, _crashed(job_id, exc))
         else:
             await self._complete(job_id, key, started)
+
+    def _timed_out(self) -> Failure:
+        return Failure.named(ErrorCode.TIMEOUT, f"the job did not finish within {self.job_timeout:g} s")
 
     async def _heartbeat(self, job_id: str) -> None:
         while True:
@@ -109,14 +160,14 @@ class Restorer:
                 if not await repository.renew_lease(job_id, worker_id=self.worker_id, lease_seconds=self.lease_seconds):
                     return
             except DatabaseUnavailable:
-                log.warning("restore.lease_not_renewed job_id=%s", job_id)
+                log.warning("restore.lease_not_renewed", extra={"job_id": job_id})
 
     async def settle(self, job: RestorationJob) -> None:
         """Settle a job whose worker is gone, from ComfyUI's own record (the job id is the prompt id).
 
         Finished in ComfyUI → fetch and store the result, completed. Failed there → failed with
-        ComfyUI's reason. Still queued or running → left alone until its deadline, then cancelled.
-        Unknown to ComfyUI → failed ("worker lost").
+        ComfyUI's reason. Still queued or running → left alone until its deadline, then cancelled
+        (TIMEOUT). Unknown to ComfyUI, or ComfyUI unreachable past the deadline → JOB_LOST.
         """
         job_id = str(job.id)
         deadline_passed = job.started_at is not None and (time.time() - job.started_at.timestamp() > self.job_timeout)
@@ -126,20 +177,33 @@ class Restorer:
                 running, pending = await self.comfy.queue_ids()
                 if job_id not in running | pending:
                     await self._fail(
-                        job_id, "worker lost: the job's worker stopped and ComfyUI has no record of it", "worker_lost"
+                        job_id,
+                        Failure.named(
+                            ErrorCode.JOB_LOST, WORKER_LOST, detail=f"worker {job.worker_id} lost; prompt unknown"
+                        ),
                     )
                 elif deadline_passed:
                     await self._cancel_quietly(job_id)
-                    await self._fail(job_id, f"the job did not finish within {self.job_timeout:g} s", "timeout")
+                    await self._fail(job_id, self._timed_out())
                 return
             settle_entry(entry)
             key = await self._store_result(job, entry)
         except ComfyUnavailable as exc:
             if deadline_passed:
-                await self._fail(job_id, f"worker lost, and {exc}", "worker_lost")
+                await self._fail(
+                    job_id, Failure.named(ErrorCode.JOB_LOST, WORKER_LOST_UNREACHABLE, detail=f"worker lost, and {exc}")
+                )
             return
-        except (ComfyError, StorageError, ImageRejected) as exc:
-            await self._fail(job_id, str(exc), getattr(exc, "kind", "error"))
+        except JobFailure as exc:
+            await self._fail(job_id, Failure.of(exc))
+            return
+        except ImageRejected as exc:
+            await self._fail(job_id, Failure.named(ErrorCode.INTERNAL, IMAGE_NOT_PREPARED, detail=str(exc)))
+            return
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            await self._fail(job_id, _crashed(job_id, exc))
             return
         await self._complete(job_id, key, None)
 
@@ -148,13 +212,18 @@ class Restorer:
         if done is not None:
             metrics.JOBS_COMPLETED.inc()
             _observe_end_to_end(done)
-            seconds = f"{time.monotonic() - started:.3f}" if started is not None else "?"
-            log.info("restore.completed job_id=%s seconds=%s", job_id, seconds)
+            seconds = round(time.monotonic() - started, 3) if started is not None else None
+            log.info("restore.completed", extra={"job_id": job_id, "seconds": seconds})
             await self._changed(done)
 
     async def _process(self, job: RestorationJob) -> str:
         prompt_id = str(job.id)
-        original = await self.storage.get_bytes(job.original_key)
+        try:
+            original = await self.storage.get_bytes(job.original_key)
+        except StorageError as exc:
+            raise StorageError(
+                f"could not read the original {job.original_key}: {exc}", public_message=ORIGINAL_UNREADABLE
+            ) from exc
         png = await asyncio.to_thread(normalise_for_comfy, original)
         async with self._slot() as slot:
             image_name = await self.comfy.upload_image(
@@ -172,7 +241,7 @@ class Restorer:
                         reporter.update(value)
 
                 await self.comfy.queue_prompt(prompt, prompt_id=prompt_id)
-                log.info("restore.comfy.queued job_id=%s prompt_id=%s", job.id, prompt_id)
+                log.info("restore.comfy.queued", extra={"job_id": prompt_id, "prompt_id": prompt_id})
                 with metrics.COMFY_EXECUTION.time():
                     entry = await self.comfy.wait(prompt_id, on_event=on_event)
             return await self._store_result(job, entry)
@@ -185,7 +254,7 @@ class Restorer:
         try:
             await self.storage.put_bytes(key, clean, content_type="image/png")
         except StorageError as exc:
-            raise StorageUnavailable(f"could not store the restored image: {exc}") from exc
+            raise StorageError(f"could not store the result {key}: {exc}", public_message=RESULT_NOT_STORED) from exc
         return key
 
     def _progress_sink(self, job_id: str) -> Callable[[float], Awaitable[None]]:
@@ -193,7 +262,7 @@ class Restorer:
             try:
                 job = await repository.set_progress(job_id, round(value, 4))
             except DatabaseUnavailable:
-                log.warning("restore.progress_not_saved job_id=%s (database unavailable)", job_id)
+                log.warning("restore.progress_not_saved", extra={"job_id": job_id, "reason": "database unavailable"})
                 return
             if job is not None:
                 await self._changed(job)
@@ -208,11 +277,21 @@ class Restorer:
         finally:
             self._slots.put_nowait(slot)
 
-    async def _fail(self, job_id: str, message: str, kind: str) -> None:
-        log.warning("restore.failed job_id=%s kind=%s message=%s", job_id, kind, message)
-        failed = await repository.fail_job(job_id, message=message, kind=kind)
+    async def _fail(self, job_id: str, failure: Failure) -> None:
+        log.warning(
+            "restore.failed",
+            extra={
+                "job_id": job_id,
+                "code": failure.code.value,
+                "retryable": failure.retryable,
+                "detail": failure.detail,
+            },
+        )
+        failed = await repository.fail_job(
+            job_id, message=failure.message, code=failure.code, retryable=failure.retryable
+        )
         if failed is not None:
-            metrics.JOBS_FAILED.labels(kind).inc()
+            metrics.JOBS_FAILED.labels(failure.code.value).inc()
             _observe_end_to_end(failed)
             await self._changed(failed)
 
@@ -223,6 +302,12 @@ class Restorer:
     async def _changed(self, job: RestorationJob) -> None:
         if self.on_change is not None:
             await self.on_change(job)
+
+
+def _crashed(job_id: str, exc: BaseException) -> Failure:
+    """A bug of ours: the traceback goes to the log, the owner reads that it was ours."""
+    log.error("restore.crashed", extra={"job_id": job_id, "detail": repr(exc)}, exc_info=exc)
+    return Failure.named(ErrorCode.INTERNAL, INTERNAL_MESSAGE, detail=repr(exc))
 
 
 def _observe_end_to_end(job: RestorationJob) -> None:

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from comfy.client import ComfyClient
+from models.error_codes import ErrorCode
 from models.job import JobStatus, RestorationJob
 from tests.fixtures import images
 from tests.fixtures.jwks import TokenFactory
@@ -134,6 +135,7 @@ async def test_execution_error_fails_the_job_naming_the_node(
     await worker.drain()
     job = await job_of(job_id)
     assert job.status == JobStatus.FAILED
+    assert job.error_code == ErrorCode.COMFYUI_ERROR
     assert job.error_message == "ComfyUI node 31 (KSampler) failed: CUDA out of memory"
     view = (await client.get(f"/api/v1/restoration/jobs/{job_id}")).json()
     assert view["error_message"] == job.error_message
@@ -150,6 +152,7 @@ async def test_validation_400_fails_the_job_with_comfyuis_reason(
     await worker.drain()
     job = await job_of(job_id)
     assert job.status == JobStatus.FAILED
+    assert job.error_code == ErrorCode.COMFYUI_REJECTED
     assert job.error_message.startswith("ComfyUI rejected the workflow: node 37 (UNETLoader)")
     assert "no-such-model.safetensors" in job.error_message
 
@@ -168,6 +171,7 @@ async def test_200_with_node_errors_fails_the_job_and_cancels_the_partial_run(
     await worker.drain()
     job = await job_of(job_id)
     assert job.status == JobStatus.FAILED
+    assert job.error_code == ErrorCode.COMFYUI_REJECTED
     assert "node 900 (ImageScaleToTotalPixels)" in job.error_message
     assert job_id in cancelled(await comfy.state())
 
@@ -197,7 +201,7 @@ async def test_comfyui_dying_mid_run_fails_the_job_as_unavailable(
     await worker.drain()
     job = await job_of(job_id)
     assert job.status == JobStatus.FAILED
-    assert job.error_message.startswith(f"ComfyUI server unavailable at {comfy.url}")
+    assert job.error_code == ErrorCode.COMFYUI_UNAVAILABLE
 
 
 async def test_unreachable_comfyui_fails_fast(client: httpx.AsyncClient, worker: InProcessWorker) -> None:
@@ -208,7 +212,7 @@ async def test_unreachable_comfyui_fails_fast(client: httpx.AsyncClient, worker:
         await worker.drain()
     job = await job_of(job_id)
     assert job.status == JobStatus.FAILED
-    assert job.error_message == "ComfyUI server unavailable at http://127.0.0.1:9 (connection refused)"
+    assert job.error_code == ErrorCode.COMFYUI_UNAVAILABLE
     assert time.monotonic() - started < 10
 
 
@@ -221,7 +225,7 @@ async def test_job_timeout_fails_the_job_and_interrupts_comfyui(
     await worker.drain()
     job = await job_of(job_id)
     assert job.status == JobStatus.FAILED
-    assert job.error_message == "the job did not finish within 1 s"
+    assert job.error_code == ErrorCode.TIMEOUT
     assert job_id in cancelled(await comfy.state())
 
 
@@ -240,7 +244,7 @@ async def test_storage_failure_at_result_upload_fails_the_job_and_keeps_the_orig
         s3_server.start()
     job = await job_of(job_id)
     assert job.status == JobStatus.FAILED
-    assert "storage" in job.error_message
+    assert job.error_code == ErrorCode.STORAGE_ERROR
     assert s3_server.keys() == [f"originals/{job_id}.jpg"]
 
 
@@ -252,7 +256,7 @@ async def test_missing_original_fails_the_job(
     await worker.drain()
     job = await job_of(job_id)
     assert job.status == JobStatus.FAILED
-    assert "no object stored" in job.error_message
+    assert job.error_code == ErrorCode.STORAGE_ERROR
 
 
 async def test_a_job_is_claimed_once_so_a_duplicate_delivery_is_harmless(
@@ -301,7 +305,7 @@ def sample(name: str, **labels: str) -> float:
 async def test_outcomes_are_counted_in_the_metrics(client: httpx.AsyncClient, worker: InProcessWorker, comfy) -> None:
     completed, failed = (
         sample("restoration_jobs_completed_total"),
-        sample("restoration_jobs_failed_total", kind="comfy_execution"),
+        sample("restoration_jobs_failed_total", code="COMFYUI_ERROR"),
     )
     await submit(client)
     await worker.drain()
@@ -309,4 +313,4 @@ async def test_outcomes_are_counted_in_the_metrics(client: httpx.AsyncClient, wo
     await submit(client)
     await worker.drain()
     assert sample("restoration_jobs_completed_total") == completed + 1
-    assert sample("restoration_jobs_failed_total", kind="comfy_execution") == failed + 1
+    assert sample("restoration_jobs_failed_total", code="COMFYUI_ERROR") == failed + 1

@@ -82,6 +82,7 @@ async def test_killed_workers_job_fails_as_worker_lost_when_comfyui_restarted_me
     job, seconds = await wait_terminal(client, job_id, within=bound, since=killed)
     record_property("seconds_to_terminal", round(seconds, 2))
     assert job["status"] == "failed", (job, cluster.logs())
+    assert (job["error_code"], job["retryable"]) == ("JOB_LOST", True), job
     assert job["error_message"].startswith("worker lost"), job
     assert seconds < bound
     assert s3_server.keys("originals/") == [f"originals/{job_id}.jpg"]

@@ -133,12 +133,15 @@ class ComfyClient:
                         except TimeoutError:
                             if not self._watchers:
                                 continue  # idle and quiet: nothing to worry about
-                            log.warning("restore.comfy.ws_silent seconds=%s; reconnecting", self.watchdog)
+                            log.warning(
+                                "restore.comfy.ws_silent",
+                                extra={"client_id": self.client_id, "seconds": self.watchdog, "note": "reconnecting"},
+                            )
                             break
                         if isinstance(frame, str):
                             self._dispatch(frame)
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as exc:
-                log.debug("restore.comfy.ws_error %r", exc)
+                log.debug("restore.comfy.ws_error", extra={"client_id": self.client_id, "error": repr(exc)})
             if self.connected.is_set():
                 log.warning("restore.comfy.ws_disconnected", extra={"client_id": self.client_id})
             self.connected.clear()

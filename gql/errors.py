@@ -25,6 +25,7 @@ from graphql import GraphQLError
 from comfy.images import ImageTooLarge, UnsupportedImage
 from gql.auth import AuthError, AuthUnavailable
 from gql.live import EventStreamUnavailable
+from gql.requestid import request_id_headers
 from models.repository import DatabaseUnavailable
 from storage.errors import StorageError
 from tasks.queue import QueueUnavailable
@@ -129,7 +130,10 @@ def add_error_handlers(app: FastAPI) -> None:
         problem = classify(exc)
         if problem.status >= 500 and problem.status != 503:
             log.error("api.unexpected_error", extra={"path": request.url.path}, exc_info=exc)
-        return JSONResponse({"detail": problem.message}, status_code=problem.status, headers=problem.headers)
+        # A 500 is answered outside every middleware (Starlette's server-error handler), so the
+        # request id middleware cannot add its header there.
+        headers = {**problem.headers, **request_id_headers()}
+        return JSONResponse({"detail": problem.message}, status_code=problem.status, headers=headers)
 
     for exc_type in KNOWN:
         app.add_exception_handler(exc_type, handle)

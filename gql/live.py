@@ -132,7 +132,7 @@ class JobEventHub:
         try:
             event = JobEvent.decode(raw)
         except (ValueError, TypeError, KeyError):
-            log.warning("events.undecodable %r", raw[:200])
+            log.warning("events.undecodable", extra={"raw": repr(raw[:200])})
             return
         for watcher in self._watchers.get(event.id, ()):
             watcher.offer(event)
@@ -154,7 +154,7 @@ class JobEventHub:
                         self.dispatch(message["data"])
             except (RedisError, OSError) as exc:
                 if self.connected.is_set():
-                    log.warning("events.disconnected error=%r", exc)
+                    log.warning("events.disconnected", extra={"error": repr(exc)})
                 self.connected.clear()
             finally:
                 with contextlib.suppress(RedisError, OSError):
@@ -169,7 +169,7 @@ class JobEventHub:
             try:
                 event = await self._resync(job_id)
             except Exception:  # a watcher keeps its stream; it only misses this catch-up
-                log.exception("events.resync_failed job_id=%s", job_id)
+                log.exception("events.resync_failed", extra={"job_id": job_id})
                 continue
             if event is not None:
                 for watcher in self._watchers.get(job_id, ()):

@@ -33,7 +33,7 @@ def run_worker(settings: Settings, workflow: Workflow, *, concurrency: int | Non
                 f"WORKER_METRICS_PORT {settings.worker_metrics_port} is not available ({exc.strerror}); "
                 "give each worker its own port, or 0 to serve no metrics"
             ) from None
-        log.info("worker.metrics port=%d", settings.worker_metrics_port)
+        log.info("worker.metrics", extra={"port": settings.worker_metrics_port})
     try:
         consumer = huey.create_consumer(
             workers=concurrency or settings.comfyui_max_inflight,

@@ -106,11 +106,13 @@ class Emulator:
         if "client_id" in body:
             extra_data["client_id"] = body["client_id"]
         if not result.ok:
-            logger.warning("invalid prompt: %s", result.error)
+            logger.warning("emulator.prompt_invalid", extra={"error": result.error})
             return 400, {"error": result.error, "node_errors": result.node_errors}
         item = QueueItem(number, prompt_id, prompt, extra_data, result.outputs, self._take_faults())
         self.queue.put(item)
-        logger.info("got prompt %s (number %s, client %s)", prompt_id, number, item.client_id)
+        logger.info(
+            "emulator.prompt_queued", extra={"prompt_id": prompt_id, "number": number, "client_id": item.client_id}
+        )
         return 200, {"prompt_id": prompt_id, "number": number, "node_errors": result.node_errors}
 
     def _take_faults(self) -> Faults:
@@ -126,7 +128,7 @@ class Emulator:
     def set_faults(self, faults: Faults) -> None:
         self.faults = faults
         self._faults_left = faults.times
-        logger.info("faults for the next prompts: %s", faults.to_json())
+        logger.info("emulator.faults_set", extra={"faults": faults.to_json()})
 
     async def reset(self) -> None:
         """Forget faults, queue, history, cache, counters and the request log; files stay on disk."""
@@ -140,7 +142,7 @@ class Emulator:
         self.number = 0
         self.faults, self._faults_left = Faults(), None
         self.executor.start()
-        logger.info("emulator reset")
+        logger.info("emulator.reset")
 
     def snapshot(self) -> dict[str, Any]:
         return {

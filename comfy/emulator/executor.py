@@ -65,7 +65,7 @@ class Executor:
     def request_interrupt(self, prompt_id: str | None) -> bool:
         """``POST /interrupt``: global without an id, otherwise only if that id is running."""
         if prompt_id and prompt_id not in self.queue.running:
-            logger.info("prompt %s is not currently running, skipping interrupt", prompt_id)
+            logger.info("emulator.interrupt_ignored", extra={"prompt_id": prompt_id, "note": "not currently running"})
             return False
         self.interrupt_requested = True
         return True
@@ -85,13 +85,13 @@ class Executor:
             await self.run(item)
 
     async def run(self, item: QueueItem) -> None:
-        logger.info("executing prompt %s (faults: %s)", item.prompt_id, item.faults.mode)
+        logger.info("emulator.prompt_started", extra={"prompt_id": item.prompt_id, "faults": item.faults.mode})
         started = time.perf_counter()
         run = PromptRun(self, item)
         try:
             success = await run.execute()
         except Exception:  # an emulator bug must not kill the worker: report the prompt as failed
-            logger.exception("emulator failure while running prompt %s", item.prompt_id)
+            logger.exception("emulator.prompt_crashed", extra={"prompt_id": item.prompt_id})
             success = False
         status = {
             "status_str": "success" if success else "error",
@@ -101,4 +101,11 @@ class Executor:
         self.queue.task_done(item, run.history_result(), status)
         if item.client_id is not None:
             self.emit(item, "executing", {"node": None, "prompt_id": item.prompt_id}, item.client_id)
-        logger.info("prompt %s done in %.3f s: %s", item.prompt_id, time.perf_counter() - started, status["status_str"])
+        logger.info(
+            "emulator.prompt_done",
+            extra={
+                "prompt_id": item.prompt_id,
+                "duration": round(time.perf_counter() - started, 3),
+                "status": status["status_str"],
+            },
+        )

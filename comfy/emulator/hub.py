@@ -89,7 +89,7 @@ class WebSocketHub:
             try:
                 await self._deliver(event, data, sid)
             except Exception:
-                logger.exception("failed to deliver %s", event)
+                logger.exception("emulator.ws.deliver_failed", extra={"frame": event})
             finally:
                 self._outbox.task_done()
 
@@ -116,16 +116,19 @@ class WebSocketHub:
                 else:
                     await connection.socket.send_text(json.dumps({"type": event, "data": data}))
         except TimeoutError:
-            logger.warning("client %s does not read its socket; dropped a %s frame", connection.sid, event)
+            logger.warning(
+                "emulator.ws.frame_dropped",
+                extra={"sid": connection.sid, "frame": event, "note": "the client does not read its socket"},
+            )
         except Exception as exc:  # the socket went away between lookup and send
-            logger.debug("send to %s failed: %r", connection.sid, exc)
+            logger.debug("emulator.ws.send_failed", extra={"sid": connection.sid, "error": repr(exc)})
 
     async def serve(self, socket: WebSocket, client_id: str, queue_info: Callable[[], dict[str, Any]]) -> None:
         """Run one ``/ws`` connection until the client goes away."""
         await socket.accept()
         sid = client_id or uuid.uuid4().hex
         connection = Connection(sid, socket)
-        logger.info("websocket connected: %s", sid)
+        logger.info("emulator.ws.connected", extra={"sid": sid})
         try:
             async with connection.lock:
                 self.sockets.pop(sid, None)
@@ -145,16 +148,16 @@ class WebSocketHub:
                 try:
                     data = json.loads(text)
                 except ValueError:
-                    logger.warning("invalid JSON received from client %s: %s", sid, text)
+                    logger.warning("emulator.ws.invalid_json", extra={"sid": sid, "text": text})
                     continue
                 if first_message and isinstance(data, dict) and data.get("type") == "feature_flags":
                     flags = data.get("data", {})
                     connection.feature_flags = flags if isinstance(flags, dict) else {}
                     await self._send_now(connection, "feature_flags", dict(SERVER_FEATURES))
-                    logger.info("feature flags negotiated for client %s: %s", sid, flags)
+                    logger.info("emulator.ws.feature_flags", extra={"sid": sid, "flags": flags})
                 first_message = False
         finally:
             self.sockets.pop(sid, None)
             if connection in self.open_connections:
                 self.open_connections.remove(connection)
-            logger.info("websocket closed: %s", sid)
+            logger.info("emulator.ws.closed", extra={"sid": sid})

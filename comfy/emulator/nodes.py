@@ -105,7 +105,10 @@ def workflow_model_names(path: Path = RESTORE_WORKFLOW) -> dict[str, set[str]]:
     try:
         graph = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        logger.warning("cannot read %s (%s); using the built-in model names", path, exc)
+        logger.warning(
+            "emulator.models_unreadable",
+            extra={"path": path, "error": repr(exc), "note": "using the built-in model names"},
+        )
         return found
     for node in graph.values() if isinstance(graph, dict) else ():
         inputs = node.get("inputs", {}) if isinstance(node, dict) else {}

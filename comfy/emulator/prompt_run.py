@@ -256,11 +256,13 @@ class PromptRun:
                     self._emit("executed", data, self.client_id)
             cache.outputs[signature] = outputs
         except Interrupted:
-            logger.info("processing interrupted at node %s", node_id)
+            logger.info("emulator.node_interrupted", extra={"node_id": node_id})
             self._interrupted(node_id)
             return False
         except Exception as ex:
-            logger.warning("node %s (%s) failed: %r", node_id, class_type, ex)
+            logger.warning(
+                "emulator.node_failed", extra={"node_id": node_id, "class_type": class_type, "error": repr(ex)}
+            )
             self._fail(node_id, ex, inputs)
             return False
         self._finish(node_id)
@@ -279,7 +281,7 @@ class PromptRun:
         return resolved
 
     async def _die(self, node_id: str) -> None:
-        logger.warning("fault 'die' at node %s: killing the emulator process now", node_id)
+        logger.warning("emulator.fault_die", extra={"node_id": node_id, "note": "killing the emulator process now"})
         await self.hub.flush()
         await asyncio.sleep(0.05)  # let the kernel push the last frames out
         self.executor.config.on_die()

@@ -56,10 +56,12 @@ def aiohttp_errors(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except ServerTrouble as ex:
-            logger.error("500 on %s %s: %s", request.method, request.url.path, ex)
+            logger.error(
+                "emulator.http_500", extra={"method": request.method, "path": request.url.path, "error": str(ex)}
+            )
             return trouble()
         except Exception:
-            logger.exception("500 on %s %s", request.method, request.url.path)
+            logger.exception("emulator.http_500", extra={"method": request.method, "path": request.url.path})
             return trouble()
 
     return wrapped
@@ -323,7 +325,7 @@ class GuardMiddleware:
         if scope["type"] in ("http", "websocket"):
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             if _origin_mismatch(headers.get("host"), headers.get("origin")):
-                logger.warning("request with non matching host and origin, returning 403")
+                logger.warning("emulator.origin_mismatch", extra={"note": "host and origin differ; answered 403"})
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": 1008})
                     return

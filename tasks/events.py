@@ -94,4 +94,4 @@ class EventPublisher:
         try:
             await self._client.publish(CHANNEL, JobEvent.of(job).encode())
         except (RedisError, OSError) as exc:
-            log.warning("events.publish_failed job_id=%s error=%r", job.id, exc)
+            log.warning("events.publish_failed", extra={"job_id": job.id, "error": repr(exc)})

@@ -68,8 +68,6 @@ class Subscriber:
 class EventStreamUnavailable(Exception):
     """The API is not subscribed to the event channel (Redis unreachable)."""
 
-    kind = "events"
-
     def __init__(self) -> None:
         super().__init__("live updates unavailable")
 

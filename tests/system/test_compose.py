@@ -1,17 +1,25 @@
-"""docker-compose.yml describes the real stack and validates with Compose."""
+"""docker-compose.yml describes the real stack and validates with Compose (when it is installed);
+its shape is checked here without Docker, from the YAML itself."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "AUTH0_DOMAIN": "tenant.example.com", "AUTH0_AUDIENCE": "https://api.example.com"}
+APP_SERVICES = ("migrate", "api", "worker", "emulator")
+# S3-compatible servers whose images are still published and maintained (MinIO's are not).
+MAINTAINED_S3_IMAGES = ("chrislusf/seaweedfs", "rustfs/rustfs", "zenko/cloudserver", "dxflrs/garage")
+S3_PORT = "9000"
 
 
 def compose_command() -> list[str] | None:
@@ -20,6 +28,21 @@ def compose_command() -> list[str] | None:
     if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
         return ["docker", "compose"]
     return None
+
+
+def services() -> dict[str, Any]:
+    # PyYAML resolves the `<<: *app` merge keys as Compose does.
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded["services"]
+
+
+def default_of(value: str) -> str:
+    """`${NAME:-default}` with its default, as Compose reads it when NAME is unset."""
+    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", value)
+
+
+def healthcheck_text(service: dict[str, Any]) -> str:
+    return " ".join(service["healthcheck"].get("test", []))
 
 
 def test_compose_file_validates() -> None:
@@ -33,8 +56,74 @@ def test_compose_file_validates() -> None:
 
 
 def test_stack_has_every_service_and_workers_scale() -> None:
-    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    assert {"postgres", "redis", "minio", "create-bucket", "migrate", "api", "worker", "emulator"} <= set(services)
-    assert "container_name" not in services["worker"]  # `--scale worker=N` needs unnamed containers
-    assert "ports" not in services["worker"]
-    assert services["emulator"]["profiles"] == ["emulator"]
+    stack = services()
+    assert {"postgres", "redis", "s3", "create-bucket", *APP_SERVICES} <= set(stack)
+    assert "container_name" not in stack["worker"]  # `--scale worker=N` needs unnamed containers
+    assert "ports" not in stack["worker"]
+    assert stack["emulator"]["profiles"] == ["emulator"]
+
+
+def test_no_image_is_minio_and_s3_is_a_maintained_server() -> None:
+    stack = services()
+    assert not [name for name, service in stack.items() if "minio" in str(service.get("image", ""))]
+    assert stack["s3"]["image"].split(":")[0] in MAINTAINED_S3_IMAGES
+
+
+def test_the_app_image_is_built_from_the_docker_folder_with_the_lock_file() -> None:
+    stack = services()
+    for name in APP_SERVICES:
+        assert stack[name]["build"] == {"context": ".", "dockerfile": ".docker/Dockerfile"}, name
+    dockerfile = (ROOT / ".docker" / "Dockerfile").read_text()
+    assert "pip install -c .ci/requirements.lock ." in dockerfile
+    # Nothing for the worker, migrate or emulator containers to inherit from the image.
+    assert "HEALTHCHECK" not in dockerfile
+    assert not (ROOT / "Dockerfile").exists()
+
+
+def test_each_app_service_has_its_own_healthcheck_and_only_the_api_checks_the_api() -> None:
+    stack = services()
+    assert stack["migrate"]["healthcheck"] == {"disable": True}
+    assert "127.0.0.1:8000/healthz" in healthcheck_text(stack["api"])
+    assert "127.0.0.1:9100/" in healthcheck_text(stack["worker"])  # WORKER_METRICS_PORT
+    assert stack["worker"]["environment"]["WORKER_METRICS_PORT"] == "9100"
+    assert "127.0.0.1:8188/prompt" in healthcheck_text(stack["emulator"])
+    for name in ("worker", "emulator"):
+        assert ":8000" not in healthcheck_text(stack[name]), name
+
+
+def test_presigned_urls_name_a_host_the_browser_and_the_containers_share() -> None:
+    stack = services()
+    endpoint = default_of(stack["api"]["environment"]["S3_ENDPOINT_URL"])
+    host, port = endpoint.removeprefix("http://").split(":")
+    # Browsers resolve *.localhost to this machine, where port 9000 is published...
+    assert host.endswith(".localhost")
+    assert port == S3_PORT
+    assert f"{S3_PORT}:{S3_PORT}" in stack["s3"]["ports"]
+    # ...and inside the network the same name is the S3 service, listening on the same port.
+    assert host in [default_of(alias) for alias in stack["s3"]["networks"]["default"]["aliases"]]
+    assert f"-s3.port={S3_PORT}" in stack["s3"]["command"]
+    for name in APP_SERVICES:
+        assert stack[name]["environment"]["S3_ENDPOINT_URL"] == stack["api"]["environment"]["S3_ENDPOINT_URL"], name
+
+
+def test_the_bucket_is_created_before_the_api_and_workers_start() -> None:
+    stack = services()
+    bucket = stack["api"]["environment"]["S3_BUCKET"]
+    assert f"create-bucket --bucket {bucket}" in " ".join(stack["create-bucket"]["command"])
+    for name in ("api", "worker"):
+        assert stack[name]["depends_on"]["create-bucket"] == {"condition": "service_completed_successfully"}
+
+
+def test_the_lock_pins_every_dependency_exactly_and_ci_installs_with_it() -> None:
+    lock = [line for line in (ROOT / ".ci" / "requirements.lock").read_text().splitlines() if not line.startswith("#")]
+    pins = dict(line.split("==") for line in lock)
+    assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[A-Za-z0-9_.+\-!]+", line) for line in lock), lock
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    names = {re.split(r"[\[<>=~! ]", requirement, maxsplit=1)[0] for requirement in declared}
+    normalized = {re.sub(r"[-_.]+", "-", name).lower() for name in pins}
+    assert {re.sub(r"[-_.]+", "-", name).lower() for name in names} <= normalized
+    assert "restoration-api" not in normalized  # the project itself is what is being installed
+    makefile = (ROOT / "Makefile").read_text()
+    assert "LOCK := .ci/requirements.lock" in makefile
+    assert 'pip install -q -c $(LOCK) -e ".[dev]"' in makefile

@@ -34,6 +34,7 @@ from gql.errors import add_error_handlers
 from gql.jobs import current_event
 from gql.live import JobEventHub
 from gql.ops import router as ops_router
+from gql.requestid import REQUEST_ID_HEADER, RequestIdFilter, RequestIdMiddleware
 from gql.rest import router as rest_router
 from gql.rest import with_job_examples
 from gql.router import create_graphql_router
@@ -46,8 +47,10 @@ from storage.errors import StorageConfigError
 from storage.local import FILES_PREFIX, object_route
 from storage.urls import ImageUrls
 from tasks.embedded_worker import EmbeddedWorker
+from tasks.logs import LogFormat, configure_logging
 from tasks.queue import JobQueue, create_huey
 from tasks.runtime import reconciling, restorer_session, s3_storage, worker_identity
+from tasks.scheduler import SlotBoard
 from workflows.binding import Workflow, WorkflowError, load_workflow
 
 log = logging.getLogger("restore.api")
@@ -90,7 +93,12 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
                 else None
             )
             queue = JobQueue(huey)
-            app.state.comfy_probe = ComfyClient(base_url=settings.comfyui_url, http=http, client_id="api-probe")
+            app.state.comfy_probes = [
+                ComfyClient(base_url=url, http=http, client_id="api-probe") for url in settings.comfyui_urls
+            ]
+            app.state.slot_board = SlotBoard(
+                huey.storage.conn, capacity=settings.comfyui_max_inflight, lease_seconds=settings.worker_lease_seconds
+            )
             app.state.services = Services(
                 storage=storage,
                 urls=ImageUrls(
@@ -111,10 +119,10 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
             )
             if dev is not None:
                 restorer = await stack.enter_async_context(
-                    restorer_session(settings, workflow, storage=storage, worker_id=worker_identity())
+                    restorer_session(settings, workflow, storage=storage, worker_id=worker_identity(), queue=queue)
                 )
                 await stack.enter_async_context(reconciling(settings, restorer=restorer, queue=queue))
-                worker = EmbeddedWorker(queue, restorer, concurrency=settings.comfyui_max_inflight)
+                worker = EmbeddedWorker(queue, restorer, concurrency=settings.worker_concurrency)
                 await worker.start()
                 stack.push_async_callback(worker.stop, grace=DEV_SHUTDOWN_GRACE)
             yield
@@ -149,22 +157,23 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
         CORSMiddleware,
         allow_origins=settings.allowed_origins,
         allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type"],
-        expose_headers=["Location", "Retry-After"],
+        allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
+        expose_headers=["Location", "Retry-After", REQUEST_ID_HEADER],
         max_age=600,
     )
+    # Outermost (added last), so every response, the body limit's 413s and CORS answers included,
+    # carries the request id, and every line logged while serving it does.
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 
 # -- command line ---------------------------------------------------------------------------------
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(level: str, fmt: LogFormat) -> None:
+    # One handler, one format, for our loggers and every library's (uvicorn, Huey); API lines
+    # carry the request id.
+    configure_logging(level=level, fmt=fmt, filters=[RequestIdFilter()])
     # One line per outgoing HTTP request is noise at INFO (JWKS, ComfyUI polling, the submit client).
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
@@ -180,7 +189,7 @@ def _load(require_production: bool = True) -> tuple[Settings, Workflow]:
 def _cmd_migrate(args: argparse.Namespace) -> int:
     settings = load_settings()
     applied = asyncio.run(apply_migrations(settings.database_url))
-    log.info("migrate.done applied=%s", ",".join(applied) or "none (schema is current)")
+    log.info("migrate.done", extra={"applied": applied})
     return 0
 
 
@@ -248,7 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, default=default_port, help=PORT_HELP)
     api.set_defaults(run=_cmd_api)
     worker = commands.add_parser("worker", help="run the Huey consumer that executes restoration jobs")
-    worker.add_argument("--concurrency", type=int, default=None, help="worker threads (default COMFYUI_MAX_INFLIGHT)")
+    worker.add_argument(
+        "--concurrency", type=int, default=None, help="jobs at once (default: every slot of every server, plus one)"
+    )
     worker.set_defaults(run=_cmd_worker)
     dev = commands.add_parser("dev", help="the whole product in one process, no outside services")
     dev.add_argument("--host", default="127.0.0.1")
@@ -277,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "server_settings", True):
             settings = load_settings()
-            _configure_logging(settings.log_level)
+            _configure_logging(settings.log_level, settings.log_format)
         else:
-            _configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+            _configure_logging(os.environ.get("LOG_LEVEL", "INFO"), "text")
         result: Any = args.run(args)
     except (ConfigError, WorkflowError, StorageConfigError) as exc:
         print(f"restoration: {exc}", file=sys.stderr)  # noqa: T201 - the one-line operator error

@@ -8,7 +8,7 @@ which the CLI prints before exiting non-zero.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,8 +30,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     comfyui_url: str = "http://127.0.0.1:8188"
     comfyui_workflow: Path = BUNDLED_WORKFLOW
-    # Prompts one worker process keeps inside ComfyUI at once (one running, one waiting): the rest
-    # wait in our queue, where they are visible, instead of in ComfyUI's memory.
+    # Prompts of ours one ComfyUI server holds at once, counted across every worker (one running, one
+    # waiting, so the GPU never waits for us): the rest wait in our queue, where they are visible.
     comfyui_max_inflight: PositiveInt = 2
     # A worker renews its claim on a running job this often (a third of it); a job whose lease ran
     # out lost its worker and is settled by the reconciler, which runs every RECONCILE_INTERVAL.
@@ -59,13 +59,32 @@ class Settings(BaseSettings):
     signed_url_ttl_seconds: PositiveInt = 3600
     cors_origins: str = ""
     log_level: str = "INFO"
+    # `text` for a terminal, `json` (one object per line) for a log pipeline; see tasks/logs.py.
+    log_format: Literal["text", "json"] = "text"
 
-    @field_validator("comfyui_url", "s3_endpoint_url", "auth0_jwks_url")
+    @field_validator("s3_endpoint_url", "auth0_jwks_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value else value
+
+    @field_validator("comfyui_url")
+    @classmethod
+    def _comfyui_urls(cls, value: str) -> str:
+        urls = [url.strip().rstrip("/") for url in value.split(",") if url.strip()]
+        if not urls:
+            raise ValueError("needs at least one ComfyUI URL")
+        if bad := [url for url in urls if not url.startswith(("http://", "https://"))]:
+            raise ValueError(f"must be http:// or https:// URLs, comma-separated (not {bad[0]!r})")
+        if len(set(urls)) != len(urls):
+            raise ValueError("lists a ComfyUI server twice")
+        return ",".join(urls)
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod
@@ -88,6 +107,17 @@ class Settings(BaseSettings):
         if self.cloudfront_key_id and not self.cloudfront_domain:
             raise ValueError("CLOUDFRONT_KEY_ID needs CLOUDFRONT_DOMAIN")
         return self
+
+    @property
+    def comfyui_urls(self) -> list[str]:
+        """The ComfyUI servers, in the order given (several GPU hosts: a comma-separated list)."""
+        return self.comfyui_url.split(",")
+
+    @property
+    def worker_concurrency(self) -> int:
+        """Jobs one worker handles at once by default: every slot of every server, plus one whose
+        result is being stored while the next prompt already runs."""
+        return len(self.comfyui_urls) * self.comfyui_max_inflight + 1
 
     @property
     def issuer(self) -> str:

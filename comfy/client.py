@@ -31,6 +31,7 @@ from comfy.errors import (
     ComfyProtocolError,
     ComfyRejected,
     ComfyUnavailable,
+    ComfyUnreachable,
 )
 from comfy.messages import (
     Executing,
@@ -56,6 +57,8 @@ OUTAGE_GRACE_SECONDS = 10.0
 # Keepalive pings detect half-open connections that never deliver a close frame.
 WS_PING_INTERVAL = 20.0
 WS_OPEN_TIMEOUT = 5.0
+# A health check must not hang on a server that accepts connections but stopped answering.
+PING_TIMEOUT = httpx.Timeout(3.0, connect=2.0)
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,8 @@ class ComfyClient:
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return await self._http.request(method, f"{self.base_url}{path}", **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ComfyUnreachable(self.base_url, _transport_reason(exc)) from exc
         except httpx.TimeoutException as exc:
             raise ComfyUnavailable(self.base_url, "timed out") from exc
         except httpx.TransportError as exc:
@@ -294,8 +299,9 @@ class ComfyClient:
         return response.content
 
     async def ping(self) -> bool:
+        """Whether the server answers a cheap request within `PING_TIMEOUT` (health checks)."""
         try:
-            response = await self._request("GET", "/prompt")
+            response = await self._request("GET", "/prompt", timeout=PING_TIMEOUT)
         except ComfyUnavailable:
             return False
         return response.status_code == 200

@@ -3,7 +3,8 @@
     JobFailure (models.error_codes)
     └── ComfyError                  base
         ├── ComfyUnavailable        the server cannot be reached or broke the connection
-        │                           → COMFYUI_UNAVAILABLE, retryable
+        │   │                       → COMFYUI_UNAVAILABLE, retryable
+        │   └── ComfyUnreachable    not even connected: the request was never sent
         ├── ComfyRejected           /prompt refused the graph (400, or 200 with node_errors)
         │                           → COMFYUI_REJECTED, not retryable
         ├── ComfyExecutionError     a node raised while running (`execution_error`)
@@ -59,6 +60,11 @@ class ComfyUnavailable(ComfyError):
         detail = f" ({reason})" if reason else ""
         super().__init__(f"ComfyUI server unavailable at {base_url}{detail}")
         self.base_url = base_url
+
+
+class ComfyUnreachable(ComfyUnavailable):
+    """The connection could not be made (refused, or connecting timed out): nothing was sent, so
+    the same request may go to another server."""
 
 
 class ComfyRejected(ComfyError):

@@ -24,6 +24,9 @@ log = logging.getLogger("restore.comfy")
 
 # How often a server marked down is asked whether it answers again.
 PROBE_INTERVAL_SECONDS = 1.0
+# How often every server is asked anyway: a server whose socket stays open but which stopped
+# answering HTTP is marked down by this check; the answer's latency is what metrics show.
+CHECK_INTERVAL_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class ServerState:
     url: str
     up: bool
     down_since: float | None
+    latency: float | None
 
 
 class ComfyServers:
@@ -41,6 +45,7 @@ class ComfyServers:
         http: httpx.AsyncClient,
         worker_id: str,
         probe_interval: float = PROBE_INTERVAL_SECONDS,
+        check_interval: float = CHECK_INTERVAL_SECONDS,
         poll_interval: float | None = None,
         outage_grace: float | None = None,
     ) -> None:
@@ -56,8 +61,11 @@ class ComfyServers:
             for number, url in enumerate(urls)
         }
         self._probe_interval = probe_interval
+        self._check_interval = check_interval
         self._down_since: dict[str, float] = {}
+        self._latency: dict[str, float] = {}
         self._probes: dict[str, asyncio.Task[None]] = {}
+        self._checker: asyncio.Task[None] | None = None
 
     @property
     def urls(self) -> list[str]:
@@ -69,8 +77,13 @@ class ComfyServers:
     async def start(self) -> None:
         for client in self._clients.values():
             await client.start()
+        self._checker = asyncio.create_task(self._check_forever(), name="comfy-checks")
 
     async def close(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
+            await asyncio.wait([self._checker])
+            self._checker = None
         for probe in self._probes.values():
             probe.cancel()
         if self._probes:
@@ -96,7 +109,10 @@ class ComfyServers:
 
     def states(self) -> list[ServerState]:
         reachable = set(self.reachable())
-        return [ServerState(url, url in reachable, self._down_since.get(url)) for url in self._clients]
+        return [
+            ServerState(url, url in reachable, self._down_since.get(url), self._latency.get(url))
+            for url in self._clients
+        ]
 
     def mark_down(self, url: str, *, reason: str) -> None:
         """Send `url` no new job until it answers again (it is probed in the background)."""
@@ -105,6 +121,23 @@ class ComfyServers:
         self._down_since[url] = time.monotonic()
         log.warning("restore.comfy.server_down", extra={"server": url, "reason": reason})
         self._probes[url] = asyncio.create_task(self._probe(url), name=f"comfy-probe-{url}")
+
+    async def check(self, url: str) -> bool:
+        """Ask the server now; a server that does not answer is marked down."""
+        started = time.monotonic()
+        answered = await self._clients[url].ping()
+        if answered:
+            self._latency[url] = time.monotonic() - started
+        elif self._clients[url].connected.is_set():
+            self.mark_down(url, reason="does not answer HTTP")
+        return answered
+
+    async def _check_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._check_interval)
+            for url in self.urls:
+                if url not in self._down_since:
+                    await self.check(url)
 
     async def _probe(self, url: str) -> None:
         client = self._clients[url]

@@ -47,6 +47,9 @@ class RestorationJob(Model):
     # Which worker process holds the job, and until when its claim is good without a heartbeat.
     worker_id = fields.CharField(max_length=64, null=True)
     lease_expires_at = fields.DatetimeField(null=True)
+    # The ComfyUI server the job's prompt was sent to (its base URL), so whoever settles the job
+    # after its worker is gone asks the right server. Operators only: never shown to the owner.
+    comfy_server = fields.CharField(max_length=255, null=True)
     started_at = fields.DatetimeField(null=True)
     finished_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -174,6 +174,16 @@ async def renew_lease(job_id: uuid.UUID | str, *, worker_id: str, lease_seconds:
         )
 
 
+async def record_server(job_id: uuid.UUID | str, *, worker_id: str, server: str) -> bool:
+    """Note which ComfyUI server the job's prompt goes to (before it is sent), for settling later."""
+    with _db_errors():
+        return bool(
+            await RestorationJob.filter(id=job_id, status=JobStatus.PROCESSING, worker_id=worker_id).update(
+                comfy_server=server
+            )
+        )
+
+
 async def release_leases(worker_id: str) -> int:
     """Hand a stopping worker's unfinished jobs to the reconciler at once (lease expired now)."""
     with _db_errors():

@@ -10,6 +10,7 @@ jobs get `grace` seconds to finish, then are handed back to the reconciler.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 
 from tasks.queue import JobQueue
@@ -30,9 +31,10 @@ class EmbeddedWorker:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: LoopRunner | None = None
+        self._threads = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="embedded-worker")
 
     async def start(self) -> None:
-        self._runner = LoopRunner(asyncio.get_running_loop(), self._restorer)
+        self._runner = LoopRunner(asyncio.get_running_loop(), self._restorer, gate=self._queue.huey.gate)
         self._queue.serve(self._runner)
         self._tasks = [
             asyncio.create_task(self._consume(), name=f"embedded-worker-{n}") for n in range(self._concurrency)
@@ -47,15 +49,20 @@ class EmbeddedWorker:
             self._runner.cancel_running()
             await asyncio.wait(pending)
             await release_unfinished(self._restorer.worker_id)
+        self._threads.shutdown(wait=False)
 
     async def _consume(self) -> None:
-        huey = self._queue.huey
         while not self._stopping.is_set():
             try:
-                task = await asyncio.to_thread(huey.dequeue)  # blocks at most the read timeout (1 s)
+                # Dequeue and execute in ONE thread of our own: the slot the gate reserved for the
+                # message travels with the thread, and jobs never take the API's default threads.
+                await asyncio.get_running_loop().run_in_executor(self._threads, self._take_and_run)
             except Exception:  # the embedded Redis is restarting or gone: wait, then try again
                 log.exception("worker.dequeue_failed")
                 await asyncio.sleep(DEQUEUE_RETRY_SECONDS)
-                continue
-            if task is not None:
-                await asyncio.to_thread(huey.execute, task)
+
+    def _take_and_run(self) -> None:
+        huey = self._queue.huey
+        task = huey.dequeue()  # waits at most the gate's wait plus the read timeout
+        if task is not None:
+            huey.execute(task)

@@ -29,7 +29,19 @@ UPLOAD = Histogram(
 )
 END_TO_END = Histogram("restoration_job_seconds", "From submit to completed or failed.", buckets=JOB_BUCKETS)
 OPEN_SUBSCRIPTIONS = Gauge("restoration_open_subscriptions", "jobUpdated subscriptions open in this process.")
-COMFY_UP = Gauge("restoration_comfyui_up", "1 when ComfyUI answers (API) or the worker's websocket is open.")
+COMFY_UP = Gauge(
+    "restoration_comfyui_up", "1 when a ComfyUI server answers (API) or a worker's websocket to one is open."
+)
+# Per ComfyUI server, labelled by its base URL: what an operator needs to see one GPU host misbehave.
+SERVER_UP = Gauge("restoration_comfyui_server_up", "1 while this worker can send jobs to the server.", ["server"])
+SERVER_IN_FLIGHT = Gauge(
+    "restoration_comfyui_server_in_flight", "Our prompts the server holds now, across all workers.", ["server"]
+)
+SERVER_DONE = Counter("restoration_comfyui_server_jobs_completed_total", "Jobs completed on the server.", ["server"])
+SERVER_FAILED = Counter("restoration_comfyui_server_jobs_failed_total", "Jobs failed on the server.", ["server"])
+SERVER_LATENCY = Gauge(
+    "restoration_comfyui_server_latency_seconds", "How long the server took to answer the last probe.", ["server"]
+)
 
 # Every code is exported from the start (at 0), so a rate or an alert on a code that has not
 # happened yet reads 0 rather than "no data".

@@ -1,17 +1,15 @@
 """The restoration pipeline one job goes through in the worker.
 
-claim (pending → processing) → download the original → normalise it for ComfyUI → upload it into a
-per-slot input file → queue the prompt (prompt_id = job id) → wait for it → fetch the output →
-strip ComfyUI's metadata → store `restored/{id}.png` → completed. Any failure fails the job with
-one of the contract's error codes, whether a new submission may succeed, and a message its owner
-can read (no host, URL, bucket or path: those are logged with the job id); nothing is retried
-(fail fast). The whole run is bounded by `job_timeout`: on expiry the prompt is removed from
-ComfyUI's queue or interrupted.
+claim (pending → processing) → download the original → prepare it for ComfyUI (as it is, or
+re-encoded) → hold a slot on a reachable server (least loaded first) → upload it into that slot's
+input file → queue the prompt (prompt_id = job id) → wait for it → give the slot back at once →
+fetch the output → strip ComfyUI's metadata → store `restored/{id}.png` → completed.
 
-Where each code comes from: the boundary exceptions carry theirs (`JobFailure`: ComfyUI's
-COMFYUI_UNAVAILABLE, COMFYUI_REJECTED, COMFYUI_ERROR, JOB_LOST; storage's STORAGE_ERROR); the
-pipeline adds TIMEOUT (the deadline), JOB_LOST (a worker gone, settled here) and INTERNAL (an
-image we could not prepare or clean, or a bug).
+A server that cannot even be connected to before the prompt was sent is marked down and the job
+goes to another server (it was never sent, so this is not a retry); once sent, a failure fails
+the job with the contract's code (`tasks.failures`), nothing is retried (fail fast). The whole
+run is bounded by `job_timeout`: on expiry the prompt is removed from ComfyUI's queue or
+interrupted; a job that found no reachable server in that time fails COMFYUI_UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -20,14 +18,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from comfy.client import ComfyClient, output_image, settle_entry
-from comfy.errors import ComfyError, ComfyUnavailable
-from comfy.images import ImageRejected, normalise_for_comfy, strip_png_metadata
+from comfy.errors import ComfyError, ComfyUnavailable, ComfyUnreachable
+from comfy.images import ComfyInput, ImageRejected, prepare_for_comfy, strip_png_metadata
 from comfy.messages import Message
 from comfy.progress import ProgressTracker
+from comfy.servers import ComfyServers
 from models import repository
 from models.error_codes import ErrorCode, JobFailure
 from models.job import RestorationJob
@@ -36,76 +37,63 @@ from storage.base import ObjectStore
 from storage.errors import StorageError
 from storage.keys import restored_key
 from tasks import metrics
+from tasks.failures import (
+    IMAGE_NOT_PREPARED,
+    ORIGINAL_UNREADABLE,
+    RESULT_NOT_STORED,
+    WORKER_LOST,
+    WORKER_LOST_UNREACHABLE,
+    Failure,
+    crashed,
+    no_server,
+)
 from tasks.progress import ProgressReporter
+from tasks.scheduler import SLOT_POLL_SECONDS, Slot, SlotBoard
 from workflows.binding import Workflow
 
 log = logging.getLogger("restore.pipeline")
 
-# ComfyUI input subfolder for our uploads; files are reused per slot (ComfyUI's /prompt lists the
-# input folder, so one file per job would slow every later prompt down).
+# ComfyUI input subfolder for our uploads; one file per slot of the server (ComfyUI's /prompt
+# lists the input folder, so one file per job would slow every later prompt down).
 INPUT_SUBFOLDER = "restore"
 # How long a claim stays valid without the worker renewing it (the reconciler's yardstick).
 LEASE_SECONDS = 60.0
 
 JobListener = Callable[[RestorationJob], Awaitable[None]]
-
-# What the job's owner reads for the failures the pipeline itself names.
-INTERNAL_MESSAGE = "internal error while restoring the image"
-IMAGE_NOT_PREPARED = "internal error: the photo could not be prepared for restoration"
-WORKER_LOST = "worker lost: the job's worker stopped and ComfyUI has no record of it"
-WORKER_LOST_UNREACHABLE = "worker lost: the job's worker stopped and ComfyUI could not be reached to recover the result"
-ORIGINAL_UNREADABLE = "the original photo could not be read from storage"
-RESULT_NOT_STORED = "the restored image could not be saved to storage"
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why a job failed: the contract's code, whether a new submission may succeed, the owner's
-    message, and the operator's detail (logged with the job id, never shown to the owner)."""
-
-    code: ErrorCode
-    retryable: bool
-    message: str
-    detail: str
-
-    @classmethod
-    def of(cls, exc: JobFailure) -> Failure:
-        return cls(code=exc.code, retryable=exc.retryable, message=exc.public_message, detail=str(exc))
-
-    @classmethod
-    def named(cls, code: ErrorCode, message: str, *, detail: str | None = None) -> Failure:
-        return cls(code=code, retryable=code.retryable, message=message, detail=detail or message)
+GiveBack = Callable[[Slot], None]
 
 
 @dataclass
 class Restorer:
-    comfy: ComfyClient
+    servers: ComfyServers
+    slots: SlotBoard
     storage: ObjectStore
     workflow: Workflow
     worker_id: str
     job_timeout: float
-    max_inflight: int = 2
     on_change: JobListener | None = None
     lease_seconds: float = LEASE_SECONDS
+    # How a slot goes back: the worker's `SlotGate.release`, which also wakes its waiting threads.
+    give_back: GiveBack | None = None
 
-    def __post_init__(self) -> None:
-        self._slots: asyncio.Queue[int] = asyncio.Queue()
-        for slot in range(self.max_inflight):
-            self._slots.put_nowait(slot)
-
-    async def run(self, job_id: str) -> None:
+    async def run(self, job_id: str, slot: Slot | None = None) -> None:
         """Process one job end to end; never raises for a job-level failure.
 
-        While it runs, the job's lease is renewed; if this process dies, the lease runs out and
-        the reconciler settles the job from ComfyUI's own record.
+        `slot` is the one the worker's gate reserved before taking the message (None: one is
+        reserved here). While it runs, the job's lease and the slot's are renewed; if this process
+        dies, both run out and the reconciler settles the job from ComfyUI's own record.
         """
+        held = _Held(self, slot)
+        try:
+            await self._run(job_id, held)
+        finally:
+            await held.release()
+
+    async def _run(self, job_id: str, held: _Held) -> None:
         try:
             job = await repository.claim_job(job_id, worker_id=self.worker_id, lease_seconds=self.lease_seconds)
         except DatabaseUnavailable:
-            log.error(
-                "restore.claim_failed",
-                extra={"job_id": job_id, "reason": "database unavailable; the reconciler re-queues it"},
-            )
+            log.error("restore.claim_failed", extra={"job_id": job_id, "reason": "database unavailable"})
             return
         if job is None:
             log.info("restore.skipped", extra={"job_id": job_id, "reason": "not pending"})
@@ -115,30 +103,29 @@ class Restorer:
         if job.started_at is not None:
             metrics.QUEUE_WAIT.observe(max(0.0, (job.started_at - job.created_at).total_seconds()))
         log.info("restore.started", extra={"job_id": job_id})
-        heartbeat = asyncio.create_task(self._heartbeat(job_id), name=f"lease-{job_id}")
+        heartbeat = asyncio.create_task(self._heartbeat(job_id, held), name=f"lease-{job_id}")
         try:
-            await self._run_claimed(job, started)
+            await self._run_claimed(job, started, held)
         except DatabaseUnavailable:
-            log.error(
-                "restore.unsettled",
-                extra={"job_id": job_id, "reason": "database unavailable; the reconciler settles it"},
-            )
+            log.error("restore.unsettled", extra={"job_id": job_id, "reason": "database unavailable"})
         finally:
             heartbeat.cancel()
             await asyncio.wait([heartbeat])  # without absorbing a cancellation of this job
 
-    async def _run_claimed(self, job: RestorationJob, started: float) -> None:
+    async def _run_claimed(self, job: RestorationJob, started: float, held: _Held) -> None:
         job_id = str(job.id)
         deadline = asyncio.timeout(self.job_timeout)
         try:
             async with deadline:
-                key = await self._process(job)
+                key = await self._process(job, held)
         except TimeoutError as exc:
             if not deadline.expired():  # a timeout of something inside, not the job's own
-                await self._fail(job_id, _crashed(job_id, exc))
-                return
-            await self._cancel_quietly(job_id)
-            await self._fail(job_id, self._timed_out())
+                await self._fail(job_id, crashed(job_id, exc))
+            elif held.waiting:
+                await self._fail(job_id, no_server(tried=self.servers.urls, seconds=self.job_timeout))
+            else:
+                await self._cancel_quietly(held.client, job_id)
+                await self._fail(job_id, self._timed_out())
         except JobFailure as exc:
             await self._fail(job_id, Failure.of(exc))
         except ImageRejected as exc:
@@ -146,21 +133,71 @@ class Restorer:
         except DatabaseUnavailable:
             raise
         except Exception as exc:
-            await self._fail(job_id, _crashed(job_id, exc))
+            await self._fail(job_id, crashed(job_id, exc))
         else:
             await self._complete(job_id, key, started)
 
     def _timed_out(self) -> Failure:
         return Failure.named(ErrorCode.TIMEOUT, f"the job did not finish within {self.job_timeout:g} s")
 
-    async def _heartbeat(self, job_id: str) -> None:
+    async def _heartbeat(self, job_id: str, held: _Held) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
+            await held.renew()
             try:
                 if not await repository.renew_lease(job_id, worker_id=self.worker_id, lease_seconds=self.lease_seconds):
                     return
             except DatabaseUnavailable:
                 log.warning("restore.lease_not_renewed", extra={"job_id": job_id})
+
+    async def _process(self, job: RestorationJob, held: _Held) -> str:
+        try:
+            original = await self.storage.get_bytes(job.original_key)
+        except StorageError as exc:
+            raise StorageError(
+                f"could not read the original {job.original_key}: {exc}", public_message=ORIGINAL_UNREADABLE
+            ) from exc
+        prepared = await asyncio.to_thread(prepare_for_comfy, original)
+        while True:
+            slot = await held.ensure()
+            client = self.servers.client(slot.server)
+            try:
+                entry = await self._send(job, prepared, slot, client, held)
+            except ComfyUnreachable as exc:
+                if held.sent:
+                    raise
+                # Never sent: this server is gone for now; the job goes to another one.
+                self.servers.mark_down(slot.server, reason=str(exc))
+                await held.release()
+                continue
+            await held.release()  # the next prompt may go in while this result is stored
+            return await self._store_result(job, client, entry)
+
+    async def _send(
+        self, job: RestorationJob, prepared: ComfyInput, slot: Slot, client: ComfyClient, held: _Held
+    ) -> dict[str, Any]:
+        """Upload the input into the slot's file, queue the prompt, and wait for ComfyUI to finish it."""
+        prompt_id = str(job.id)
+        image_name = await client.upload_image(
+            prepared.data, name=f"slot-{slot.index}.{prepared.extension}", subfolder=INPUT_SUBFOLDER
+        )
+        prompt = self.workflow.build(
+            image_name=image_name, denoise=job.denoise, filename_prefix=f"restore/{job.id}/restored"
+        )
+        await repository.record_server(prompt_id, worker_id=self.worker_id, server=slot.server)
+        tracker = ProgressTracker(prompt)
+        async with client.watch(prompt_id), ProgressReporter(self._progress_sink(prompt_id)) as reporter:
+
+            def on_event(message: Message) -> None:
+                value = tracker.feed(message)
+                if value is not None:
+                    reporter.update(value)
+
+            await client.queue_prompt(prompt, prompt_id=prompt_id)
+            held.sent = True
+            log.info("restore.comfy.queued", extra={"job_id": prompt_id, "prompt_id": prompt_id, "server": slot.server})
+            with metrics.COMFY_EXECUTION.time():
+                return await client.wait(prompt_id, on_event=on_event)
 
     async def settle(self, job: RestorationJob) -> None:
         """Settle a job whose worker is gone, from ComfyUI's own record (the job id is the prompt id).
@@ -171,10 +208,17 @@ class Restorer:
         """
         job_id = str(job.id)
         deadline_passed = job.started_at is not None and (time.time() - job.started_at.timestamp() > self.job_timeout)
+        if job.comfy_server is None or job.comfy_server not in self.servers.urls:
+            # Never sent (or to a server this worker does not know): nothing to recover.
+            await self._fail(
+                job_id, Failure.named(ErrorCode.JOB_LOST, WORKER_LOST, detail=f"worker {job.worker_id} lost")
+            )
+            return
+        client = self.servers.client(job.comfy_server)
         try:
-            entry = await self.comfy.history(job_id)
+            entry = await client.history(job_id)
             if entry is None:
-                running, pending = await self.comfy.queue_ids()
+                running, pending = await client.queue_ids()
                 if job_id not in running | pending:
                     await self._fail(
                         job_id,
@@ -183,11 +227,11 @@ class Restorer:
                         ),
                     )
                 elif deadline_passed:
-                    await self._cancel_quietly(job_id)
+                    await self._cancel_quietly(client, job_id)
                     await self._fail(job_id, self._timed_out())
                 return
             settle_entry(entry)
-            key = await self._store_result(job, entry)
+            key = await self._store_result(job, client, entry)
         except ComfyUnavailable as exc:
             if deadline_passed:
                 await self._fail(
@@ -203,7 +247,7 @@ class Restorer:
         except DatabaseUnavailable:
             raise
         except Exception as exc:
-            await self._fail(job_id, _crashed(job_id, exc))
+            await self._fail(job_id, crashed(job_id, exc))
             return
         await self._complete(job_id, key, None)
 
@@ -211,44 +255,16 @@ class Restorer:
         done = await repository.complete_job(job_id, processed_key=key)
         if done is not None:
             metrics.JOBS_COMPLETED.inc()
+            if done.comfy_server:
+                metrics.SERVER_DONE.labels(done.comfy_server).inc()
             _observe_end_to_end(done)
             seconds = round(time.monotonic() - started, 3) if started is not None else None
             log.info("restore.completed", extra={"job_id": job_id, "seconds": seconds})
             await self._changed(done)
 
-    async def _process(self, job: RestorationJob) -> str:
-        prompt_id = str(job.id)
-        try:
-            original = await self.storage.get_bytes(job.original_key)
-        except StorageError as exc:
-            raise StorageError(
-                f"could not read the original {job.original_key}: {exc}", public_message=ORIGINAL_UNREADABLE
-            ) from exc
-        png = await asyncio.to_thread(normalise_for_comfy, original)
-        async with self._slot() as slot:
-            image_name = await self.comfy.upload_image(
-                png, name=f"{self.comfy.client_id}-{slot}.png", subfolder=INPUT_SUBFOLDER
-            )
-            prompt = self.workflow.build(
-                image_name=image_name, denoise=job.denoise, filename_prefix=f"restore/{job.id}/restored"
-            )
-            tracker = ProgressTracker(prompt)
-            async with self.comfy.watch(prompt_id), ProgressReporter(self._progress_sink(prompt_id)) as reporter:
-
-                def on_event(message: Message) -> None:
-                    value = tracker.feed(message)
-                    if value is not None:
-                        reporter.update(value)
-
-                await self.comfy.queue_prompt(prompt, prompt_id=prompt_id)
-                log.info("restore.comfy.queued", extra={"job_id": prompt_id, "prompt_id": prompt_id})
-                with metrics.COMFY_EXECUTION.time():
-                    entry = await self.comfy.wait(prompt_id, on_event=on_event)
-            return await self._store_result(job, entry)
-
-    async def _store_result(self, job: RestorationJob, entry: dict[str, object]) -> str:
+    async def _store_result(self, job: RestorationJob, client: ComfyClient, entry: dict[str, object]) -> str:
         """Fetch the output image of a finished prompt, strip ComfyUI's metadata, store it."""
-        result = await self.comfy.view(output_image(entry, self.workflow.output_node))
+        result = await client.view(output_image(entry, self.workflow.output_node))
         clean = await asyncio.to_thread(strip_png_metadata, result)
         key = restored_key(job.id)
         try:
@@ -269,14 +285,6 @@ class Restorer:
 
         return sink
 
-    @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[int]:
-        slot = await self._slots.get()
-        try:
-            yield slot
-        finally:
-            self._slots.put_nowait(slot)
-
     async def _fail(self, job_id: str, failure: Failure) -> None:
         log.warning(
             "restore.failed",
@@ -292,22 +300,63 @@ class Restorer:
         )
         if failed is not None:
             metrics.JOBS_FAILED.labels(failure.code.value).inc()
+            if failed.comfy_server:
+                metrics.SERVER_FAILED.labels(failed.comfy_server).inc()
             _observe_end_to_end(failed)
             await self._changed(failed)
 
-    async def _cancel_quietly(self, prompt_id: str) -> None:
-        with contextlib.suppress(ComfyError):
-            await self.comfy.cancel(prompt_id)
+    async def _cancel_quietly(self, client: ComfyClient | None, prompt_id: str) -> None:
+        if client is not None:
+            with contextlib.suppress(ComfyError):
+                await client.cancel(prompt_id)
 
     async def _changed(self, job: RestorationJob) -> None:
         if self.on_change is not None:
             await self.on_change(job)
 
 
-def _crashed(job_id: str, exc: BaseException) -> Failure:
-    """A bug of ours: the traceback goes to the log, the owner reads that it was ours."""
-    log.error("restore.crashed", extra={"job_id": job_id, "detail": repr(exc)}, exc_info=exc)
-    return Failure.named(ErrorCode.INTERNAL, INTERNAL_MESSAGE, detail=repr(exc))
+class _Held:
+    """The slot a job holds, if any: reserved (waiting for one when none is free), renewed while
+    the job runs, given back once (as soon as ComfyUI is done with the prompt)."""
+
+    def __init__(self, restorer: Restorer, slot: Slot | None) -> None:
+        self._restorer = restorer
+        self.slot = slot
+        self.client: ComfyClient | None = restorer.servers.client(slot.server) if slot else None
+        self.waiting = False
+        self.sent = False
+
+    async def ensure(self) -> Slot:
+        """The held slot, or a new one on a reachable server, waiting as long as the job may."""
+        if self.slot is not None:
+            return self.slot
+        owner = f"{self._restorer.worker_id}:{uuid.uuid4().hex[:8]}"
+        self.waiting = True
+        while True:
+            slot = await asyncio.to_thread(
+                self._restorer.slots.acquire, self._restorer.servers.reachable(), owner=owner
+            )
+            if slot is not None:
+                break
+            await asyncio.sleep(SLOT_POLL_SECONDS)
+        self.waiting = False
+        self.slot, self.client = slot, self._restorer.servers.client(slot.server)
+        return slot
+
+    async def renew(self) -> None:
+        if self.slot is not None:
+            with contextlib.suppress(OSError, ConnectionError):
+                await asyncio.to_thread(self._restorer.slots.renew, self.slot)
+
+    async def release(self) -> None:
+        slot, self.slot = self.slot, None
+        if slot is None:
+            return
+        give_back = self._restorer.give_back or self._restorer.slots.release
+        try:
+            await asyncio.to_thread(give_back, slot)
+        except Exception:  # Redis away: the lease runs out by itself
+            log.warning("restore.slot_not_released", extra={"server": slot.server, "slot": slot.index})
 
 
 def _observe_end_to_end(job: RestorationJob) -> None:

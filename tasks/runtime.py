@@ -1,8 +1,8 @@
 """The worker's composition root and its one sync→async bridge.
 
 Huey runs tasks in plain threads. The worker process owns ONE event loop in a background thread,
-where every long-lived client lives: the database pool, the httpx client, the single ComfyUI
-websocket, the Redis publisher and the storage client. Each Huey thread hands its job to that
+where every long-lived client lives: the database pool, the httpx client, one websocket per
+ComfyUI server, the Redis publisher and the storage client. Each Huey thread hands its job to that
 loop and waits. `restorer_session` is also what `restoration dev` runs its in-process worker on.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -19,10 +20,10 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 import httpx
+import redis
 import redis.asyncio as aioredis
-from huey import RedisHuey
 
-from comfy.client import ComfyClient
+from comfy.servers import ComfyServers
 from models import repository
 from models.db import close_database, open_database
 from models.repository import DatabaseUnavailable
@@ -31,9 +32,10 @@ from storage.base import ObjectStore
 from storage.s3 import S3Storage, make_s3_client
 from tasks import metrics
 from tasks.events import EventPublisher
-from tasks.queue import JobQueue
+from tasks.queue import FairHuey, JobQueue
 from tasks.reconcile import Reconciler
 from tasks.restore import Restorer
+from tasks.scheduler import SlotBoard, SlotGate
 from workflows.binding import Workflow
 
 log = logging.getLogger("restore.worker")
@@ -65,32 +67,65 @@ def s3_storage(settings: Settings) -> S3Storage:
 
 @contextlib.asynccontextmanager
 async def restorer_session(
-    settings: Settings, workflow: Workflow, *, storage: ObjectStore, worker_id: str
+    settings: Settings, workflow: Workflow, *, storage: ObjectStore, worker_id: str, queue: JobQueue
 ) -> AsyncIterator[Restorer]:
-    """A ready Restorer with its clients (ComfyUI websocket, Redis publisher); closes them after."""
+    """A ready Restorer with its clients (one ComfyUI websocket per server, the Redis publisher),
+    and this process's slot gate on `queue`, so its dequeues wait for a free slot; closes all after."""
     if not settings.redis_url:
         raise ConfigError("REDIS_URL is required")
     async with httpx.AsyncClient(timeout=COMFY_HTTP_TIMEOUT) as http:
-        comfy = ComfyClient(base_url=settings.comfyui_url, http=http, client_id=worker_id)
+        servers = ComfyServers(settings.comfyui_urls, http=http, worker_id=worker_id)
+        board = SlotBoard(
+            queue.huey.storage.conn, capacity=settings.comfyui_max_inflight, lease_seconds=settings.worker_lease_seconds
+        )
+        gate = SlotGate(board, queue.fair, reachable=servers.reachable, owner=worker_id)
         publisher_client = aioredis.Redis.from_url(
             settings.redis_url, client_name="restoration-worker-events", socket_connect_timeout=2
         )
-        await comfy.start()
-        metrics.COMFY_UP.set_function(lambda: 1.0 if comfy.connected.is_set() else 0.0)
+        await servers.start()
+        _export_server_metrics(servers, board)
+        queue.huey.gate = gate
         try:
             yield Restorer(
-                comfy=comfy,
+                servers=servers,
+                slots=board,
                 storage=storage,
                 workflow=workflow,
                 worker_id=worker_id,
                 job_timeout=settings.job_timeout_seconds,
-                max_inflight=settings.comfyui_max_inflight,
                 on_change=EventPublisher(publisher_client).publish,
                 lease_seconds=settings.worker_lease_seconds,
+                give_back=gate.release,
             )
         finally:
-            await comfy.close()
+            queue.huey.gate = None
+            await servers.close()
             await publisher_client.aclose()
+
+
+def _export_server_metrics(servers: ComfyServers, board: SlotBoard) -> None:
+    """Per-server gauges, read when Prometheus scrapes (in-flight counts come from Redis)."""
+
+    def in_flight(url: str) -> float:
+        try:
+            return float(board.loads([url])[url])
+        except (redis.RedisError, OSError):
+            return float("nan")
+
+    def latency(url: str) -> float:
+        state = next(state for state in servers.states() if state.url == url)
+        return state.latency if state.latency is not None else float("nan")
+
+    def up(url: str) -> float:
+        return 1.0 if url in servers.reachable() else 0.0
+
+    metrics.COMFY_UP.set_function(lambda: 1.0 if servers.reachable() else 0.0)
+    for url in servers.urls:
+        metrics.SERVER_UP.labels(url).set_function(functools.partial(up, url))
+        metrics.SERVER_IN_FLIGHT.labels(url).set_function(functools.partial(in_flight, url))
+        metrics.SERVER_LATENCY.labels(url).set_function(functools.partial(latency, url))
+        metrics.SERVER_DONE.labels(url)
+        metrics.SERVER_FAILED.labels(url)
 
 
 @contextlib.asynccontextmanager
@@ -123,13 +158,16 @@ class LoopRunner:
     jobs are handed back, their prompts go on in ComfyUI and the reconciler settles them.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, restorer: Restorer) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, restorer: Restorer, *, gate: SlotGate | None) -> None:
         self._loop = loop
         self._restorer = restorer
+        self._gate = gate
         self._running: set[concurrent.futures.Future[None]] = set()
 
     def __call__(self, job_id: str) -> None:
-        future = asyncio.run_coroutine_threadsafe(self._restorer.run(job_id), self._loop)
+        # The slot this consumer thread reserved before it took the message goes with the job.
+        slot = self._gate.take() if self._gate is not None else None
+        future = asyncio.run_coroutine_threadsafe(self._restorer.run(job_id, slot), self._loop)
         self._running.add(future)
         try:
             future.result()
@@ -148,7 +186,7 @@ class LoopRunner:
 class WorkerRuntime:
     """`restoration worker`'s clients on their own event loop thread; executes the restore task."""
 
-    def __init__(self, settings: Settings, workflow: Workflow, huey: RedisHuey) -> None:
+    def __init__(self, settings: Settings, workflow: Workflow, huey: FairHuey) -> None:
         self.settings = settings
         self.workflow = workflow
         self.queue = JobQueue(huey)
@@ -177,10 +215,10 @@ class WorkerRuntime:
         self._stack.push_async_callback(close_database)
         storage = await asyncio.to_thread(s3_storage, self.settings)
         restorer = await self._stack.enter_async_context(
-            restorer_session(self.settings, self.workflow, storage=storage, worker_id=self.worker_id)
+            restorer_session(self.settings, self.workflow, storage=storage, worker_id=self.worker_id, queue=self.queue)
         )
         await self._stack.enter_async_context(reconciling(self.settings, restorer=restorer, queue=self.queue))
-        self._runner = LoopRunner(self._loop, restorer)
+        self._runner = LoopRunner(self._loop, restorer, gate=self.queue.huey.gate)
         self.queue.serve(self._runner)
         log.info("worker.started", extra={"worker_id": self.worker_id, "comfyui": self.settings.comfyui_url})
 

@@ -36,7 +36,7 @@ def run_worker(settings: Settings, workflow: Workflow, *, concurrency: int | Non
         log.info("worker.metrics", extra={"port": settings.worker_metrics_port})
     try:
         consumer = huey.create_consumer(
-            workers=concurrency or settings.comfyui_max_inflight,
+            workers=concurrency or settings.worker_concurrency,
             worker_type="thread",
             periodic=False,
             graceful_signal="TERM",

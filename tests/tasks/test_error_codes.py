@@ -18,7 +18,6 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from comfy.client import ComfyClient
 from models import repository
 from models.error_codes import ErrorCode
 from models.job import JobStatus, RestorationJob
@@ -31,7 +30,7 @@ from tests.fixtures.jwks import TokenFactory
 from tests.fixtures.proxy import free_port
 from tests.fixtures.s3 import S3ServerHandle
 from tests.fixtures.services import ApiServer
-from tests.fixtures.worker import InProcessWorker
+from tests.fixtures.worker import InProcessWorker, servers_at
 from tests.gql.helpers import graphql, post_photo
 from tests.gql.ws import GraphQLSocket
 from workflows.binding import Workflow
@@ -179,10 +178,10 @@ async def test_an_unreachable_comfyui_is_comfyui_unavailable_and_retryable(
     client: httpx.AsyncClient, worker: InProcessWorker, s3_server: S3ServerHandle
 ) -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"
-    async with httpx.AsyncClient() as http:
-        worker.restorer.comfy = ComfyClient(base_url=nowhere, http=http, client_id="nowhere")
+    async with servers_at(nowhere) as servers:
+        restorer = dataclasses.replace(worker.restorer, servers=servers, job_timeout=1.0)
         job_id = await submit(client)
-        await worker.drain()
+        await restorer.run(job_id)
     await assert_failed(job_id, ErrorCode.COMFYUI_UNAVAILABLE, retryable=True, s3=s3_server, hosts=[nowhere])
 
 

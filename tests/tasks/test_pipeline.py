@@ -11,16 +11,18 @@ import uuid
 
 import httpx
 import pytest
+import redis
 from PIL import Image
 
-from comfy.client import ComfyClient
 from models.error_codes import ErrorCode
 from models.job import JobStatus, RestorationJob
+from tasks.scheduler import SlotBoard
 from tests.fixtures import images
 from tests.fixtures.jwks import TokenFactory
+from tests.fixtures.proxy import free_port
 from tests.fixtures.s3 import S3ServerHandle
 from tests.fixtures.services import ApiServer
-from tests.fixtures.worker import InProcessWorker
+from tests.fixtures.worker import InProcessWorker, servers_at
 from tests.gql.helpers import graphql_upload, post_photo
 from workflows.binding import Workflow
 
@@ -103,7 +105,7 @@ async def test_prompt_binds_the_jobs_values(client: httpx.AsyncClient, worker: I
     assert isinstance(graph["31"]["inputs"]["seed"], int)
     assert graph["42"]["inputs"]["megapixels"] == 1.0
     assert graph["136"]["inputs"]["filename_prefix"] == f"restore/{job_id}/restored"
-    assert graph["41"]["inputs"]["image"].startswith(f"restore/{worker.comfy.client_id}-")
+    assert graph["41"]["inputs"]["image"] == "restore/slot-0.jpg"  # the slot's file, the JPEG as it was
 
 
 async def test_input_files_are_reused_per_slot_not_one_per_job(
@@ -113,7 +115,7 @@ async def test_input_files_are_reused_per_slot_not_one_per_job(
         await submit(client)
     await worker.drain()
     names = set((await comfy.state())["uploads"]["names"])
-    assert len(names) <= worker.restorer.max_inflight
+    assert len(names) <= worker.restorer.slots.capacity
 
 
 async def test_exif_orientation_is_applied_before_comfyui(
@@ -204,16 +206,21 @@ async def test_comfyui_dying_mid_run_fails_the_job_as_unavailable(
     assert job.error_code == ErrorCode.COMFYUI_UNAVAILABLE
 
 
-async def test_unreachable_comfyui_fails_fast(client: httpx.AsyncClient, worker: InProcessWorker) -> None:
-    async with httpx.AsyncClient() as http:
-        worker.restorer.comfy = ComfyClient(base_url="http://127.0.0.1:9", http=http, client_id="nowhere")
+async def test_a_job_that_finds_no_reachable_server_fails_unavailable_at_its_deadline(
+    client: httpx.AsyncClient, worker: InProcessWorker
+) -> None:
+    async with servers_at(f"http://127.0.0.1:{free_port()}") as nowhere:
+        restorer = dataclasses.replace(worker.restorer, servers=nowhere, job_timeout=1.0)
         job_id = await submit(client)
         started = time.monotonic()
-        await worker.drain()
+        await restorer.run(job_id)
     job = await job_of(job_id)
     assert job.status == JobStatus.FAILED
     assert job.error_code == ErrorCode.COMFYUI_UNAVAILABLE
-    assert time.monotonic() - started < 10
+    assert job.error_message is not None
+    assert "1 server tried" in job.error_message
+    assert "127.0.0.1" not in job.error_message
+    assert 1.0 <= time.monotonic() - started < 5
 
 
 async def test_job_timeout_fails_the_job_and_interrupts_comfyui(
@@ -277,10 +284,12 @@ async def test_unknown_job_id_is_ignored(worker: InProcessWorker, comfy) -> None
 
 
 async def test_at_most_max_inflight_prompts_are_in_comfyui_at_once(
-    client: httpx.AsyncClient, worker: InProcessWorker, comfy
+    client: httpx.AsyncClient, worker: InProcessWorker, comfy, redis_url: str
 ) -> None:
     await comfy.set_faults(service_time=0.3)
-    restorer = dataclasses.replace(worker.restorer, max_inflight=1)
+    restorer = dataclasses.replace(
+        worker.restorer, slots=SlotBoard(redis.Redis.from_url(redis_url), capacity=1, lease_seconds=60)
+    )
     ids = [await submit(client) for _ in range(3)]
 
     await asyncio.gather(*(restorer.run(job_id) for job_id in ids))

@@ -46,7 +46,9 @@ from storage.base import ObjectStore
 from storage.errors import StorageConfigError
 from storage.local import FILES_PREFIX, object_route
 from storage.urls import ImageUrls
+from tasks.deadline import sweeping
 from tasks.embedded_worker import EmbeddedWorker
+from tasks.events import EventPublisher
 from tasks.logs import LogFormat, configure_logging
 from tasks.queue import JobQueue, create_huey
 from tasks.runtime import reconciling, restorer_session, s3_storage, worker_identity
@@ -125,6 +127,16 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
                 worker = EmbeddedWorker(queue, restorer, concurrency=settings.worker_concurrency)
                 await worker.start()
                 stack.push_async_callback(worker.stop, grace=DEV_SHUTDOWN_GRACE)
+            else:
+                # Jobs no worker could start in time are failed even while every worker is down.
+                await stack.enter_async_context(
+                    sweeping(
+                        timeout_seconds=settings.job_timeout_seconds,
+                        servers=settings.comfyui_urls,
+                        interval=settings.reconcile_interval_seconds,
+                        on_change=EventPublisher(events_client).publish,
+                    )
+                )
             yield
 
     app = FastAPI(

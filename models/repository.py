@@ -142,15 +142,18 @@ async def complete_job(job_id: uuid.UUID | str, *, processed_key: str) -> Restor
 
 
 async def fail_job(
-    job_id: uuid.UUID | str, *, message: str, code: ErrorCode, retryable: bool
+    job_id: uuid.UUID | str,
+    *,
+    message: str,
+    code: ErrorCode,
+    retryable: bool,
+    only_from: tuple[JobStatus, ...] = (JobStatus.PENDING, JobStatus.PROCESSING),
 ) -> RestorationJob | None:
-    """pending/processing → failed with the owner's message and the error code; None when the job
-    was already terminal."""
+    """pending/processing (or just the statuses in `only_from`) → failed with the owner's message
+    and the error code; None when the job was in none of them."""
     now = _now()
     with _db_errors():
-        updated = await RestorationJob.filter(
-            id=job_id, status__in=[JobStatus.PENDING, JobStatus.PROCESSING]
-        ).update(
+        updated = await RestorationJob.filter(id=job_id, status__in=list(only_from)).update(
             seq=F("seq") + 1,
             status=JobStatus.FAILED,
             error_message=message,

@@ -31,6 +31,7 @@ from settings import ConfigError, Settings
 from storage.base import ObjectStore
 from storage.s3 import S3Storage, make_s3_client
 from tasks import metrics
+from tasks.deadline import sweeping
 from tasks.events import EventPublisher
 from tasks.queue import FairHuey, JobQueue
 from tasks.reconcile import Reconciler
@@ -130,7 +131,7 @@ def _export_server_metrics(servers: ComfyServers, board: SlotBoard) -> None:
 
 @contextlib.asynccontextmanager
 async def reconciling(settings: Settings, *, restorer: Restorer, queue: JobQueue) -> AsyncIterator[Reconciler]:
-    """The periodic reconciler running beside a worker, stopped on exit."""
+    """The periodic reconciler and the pending-deadline sweep running beside a worker, stopped on exit."""
     if not settings.redis_url:
         raise ConfigError("REDIS_URL is required")
     client = aioredis.Redis.from_url(settings.redis_url, client_name="restoration-reconciler", socket_connect_timeout=2)
@@ -143,7 +144,13 @@ async def reconciling(settings: Settings, *, restorer: Restorer, queue: JobQueue
     )
     task = asyncio.create_task(reconciler.run_forever(), name="reconciler")
     try:
-        yield reconciler
+        async with sweeping(
+            timeout_seconds=settings.job_timeout_seconds,
+            servers=settings.comfyui_urls,
+            interval=settings.reconcile_interval_seconds,
+            on_change=restorer.on_change,
+        ):
+            yield reconciler
     finally:
         task.cancel()
         await asyncio.wait([task])

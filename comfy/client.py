@@ -1,4 +1,4 @@
-"""The ComfyUI client: HTTP calls plus ONE long-lived websocket per process.
+"""The client of one ComfyUI server: HTTP calls plus ONE long-lived websocket (per worker and server).
 
 The websocket (`/ws?clientId=<client_id>`) is opened once by `start()` and reconnected with the
 same id whenever it drops, because a second socket with the same id silently steals the routing.

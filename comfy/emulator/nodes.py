@@ -1,4 +1,4 @@
-"""Node schemas of the classes the emulator knows, as ComfyUI 0.3.64 declares them, and ``/object_info``.
+"""The node schema type (`NodeDef`), the model files the emulator pretends to have, and ``/object_info``.
 
 Inputs are kept in ComfyUI's own ``INPUT_TYPES`` form (``{name: [type, options]}``): a V1 combo's type
 is the Python list of allowed values (validated), a V3 combo's type is the string ``"COMBO"`` with the

@@ -90,9 +90,7 @@ async def list_user_jobs(
     if status is not None:
         query = query.filter(status=status)
     if after is not None:
-        query = query.filter(
-            Q(created_at__lt=after.created_at) | Q(created_at=after.created_at, id__lt=after.id)
-        )
+        query = query.filter(Q(created_at__lt=after.created_at) | Q(created_at=after.created_at, id__lt=after.id))
     with _db_errors():
         rows = await query.order_by("-created_at", "-id").limit(first + 1)
     return rows[:first], len(rows) > first
@@ -177,6 +175,24 @@ async def renew_lease(job_id: uuid.UUID | str, *, worker_id: str, lease_seconds:
         )
 
 
+async def unclaim_job(job_id: uuid.UUID | str, *, worker_id: str) -> RestorationJob | None:
+    """processing → pending again, for a job whose prompt was never sent (its server vanished
+    first); None when the job is no longer this worker's."""
+    now = _now()
+    with _db_errors():
+        updated = await RestorationJob.filter(id=job_id, status=JobStatus.PROCESSING, worker_id=worker_id).update(
+            seq=F("seq") + 1,
+            status=JobStatus.PENDING,
+            worker_id=None,
+            started_at=None,
+            lease_expires_at=None,
+            progress=None,
+            comfy_server=None,
+            updated_at=now,
+        )
+        return await RestorationJob.get(id=job_id) if updated else None
+
+
 async def record_server(job_id: uuid.UUID | str, *, worker_id: str, server: str) -> bool:
     """Note which ComfyUI server the job's prompt goes to (before it is sent), for settling later."""
     with _db_errors():
@@ -205,9 +221,9 @@ async def take_over(job_id: uuid.UUID | str, *, worker_id: str, lease_seconds: f
     """Claim an orphaned job for settling; None when someone else holds a live lease on it."""
     now = _now()
     with _db_errors():
-        updated = await RestorationJob.filter(
-            id=job_id, status=JobStatus.PROCESSING, lease_expires_at__lt=now
-        ).update(worker_id=worker_id, lease_expires_at=now + timedelta(seconds=lease_seconds))
+        updated = await RestorationJob.filter(id=job_id, status=JobStatus.PROCESSING, lease_expires_at__lt=now).update(
+            worker_id=worker_id, lease_expires_at=now + timedelta(seconds=lease_seconds)
+        )
         return await RestorationJob.get(id=job_id) if updated else None
 
 
@@ -215,9 +231,7 @@ async def pending_jobs(*, older_than: float, limit: int = 1000) -> list[Restorat
     """Pending jobs created more than `older_than` seconds ago."""
     with _db_errors():
         return (
-            await RestorationJob.filter(
-                status=JobStatus.PENDING, created_at__lt=_now() - timedelta(seconds=older_than)
-            )
+            await RestorationJob.filter(status=JobStatus.PENDING, created_at__lt=_now() - timedelta(seconds=older_than))
             .order_by("created_at")
             .limit(limit)
         )

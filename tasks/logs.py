@@ -170,7 +170,23 @@ def configure_logging(
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    asyncpg_pool = logging.getLogger("asyncpg.pool")
+    if not any(isinstance(existing, OutageWithoutTraceback) for existing in asyncpg_pool.filters):
+        asyncpg_pool.addFilter(OutageWithoutTraceback())
     return handler
+
+
+class OutageWithoutTraceback(logging.Filter):
+    """asyncpg's pool logs every failed reconnect during a database outage with a full traceback;
+    the outage is expected and reported by our own events, so keep the line and drop the traceback
+    (its exception's text stays, as `error`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.error = repr(record.exc_info[1])
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 # A crash is logged like everything else, so a log pipeline reading JSON is not handed a bare traceback.

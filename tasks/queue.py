@@ -102,6 +102,16 @@ class JobQueue:
         except redis.RedisError as exc:
             raise QueueUnavailable() from exc
 
+    async def enqueue_first(self, job_id: uuid.UUID | str) -> None:
+        """Queue a job again at the head of the line (it had its turn, but never reached ComfyUI)."""
+        try:
+            await asyncio.to_thread(self._enqueue_first, str(job_id))
+        except redis.RedisError as exc:
+            raise QueueUnavailable() from exc
+
+    def _enqueue_first(self, job_id: str) -> None:
+        self.task(job_id, priority=-self.fair.clock())
+
     def _enqueue(self, job_id: str, user_id: str) -> None:
         tag = self.fair.tag_for(user_id)
         self.task(job_id, priority=-tag)

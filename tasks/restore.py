@@ -61,6 +61,11 @@ LEASE_SECONDS = 60.0
 
 JobListener = Callable[[RestorationJob], Awaitable[None]]
 GiveBack = Callable[[Slot], None]
+Requeue = Callable[[str], Awaitable[None]]
+
+
+class _NotSent(Exception):
+    """The slot's server vanished before the prompt was sent: the job goes back to the queue."""
 
 
 @dataclass
@@ -75,6 +80,9 @@ class Restorer:
     lease_seconds: float = LEASE_SECONDS
     # How a slot goes back: the worker's `SlotGate.release`, which also wakes its waiting threads.
     give_back: GiveBack | None = None
+    # How a job whose server vanished before its prompt was sent goes back to the head of the queue
+    # (`JobQueue.enqueue_first`); without it the job waits here for another server.
+    requeue: Requeue | None = None
 
     async def run(self, job_id: str, slot: Slot | None = None) -> None:
         """Process one job end to end; never raises for a job-level failure.
@@ -118,6 +126,8 @@ class Restorer:
         try:
             async with deadline:
                 key = await self._process(job, held)
+        except _NotSent:
+            await self._back_to_queue(job_id)
         except TimeoutError as exc:
             if not deadline.expired():  # a timeout of something inside, not the job's own
                 await self._fail(job_id, crashed(job_id, exc))
@@ -136,6 +146,19 @@ class Restorer:
             await self._fail(job_id, crashed(job_id, exc))
         else:
             await self._complete(job_id, key, started)
+
+    async def _back_to_queue(self, job_id: str) -> None:
+        again = await repository.unclaim_job(job_id, worker_id=self.worker_id)
+        if again is None or self.requeue is None:
+            return
+        log.info(
+            "restore.requeued", extra={"job_id": job_id, "reason": "its server vanished before the prompt was sent"}
+        )
+        await self._changed(again)
+        try:
+            await self.requeue(job_id)
+        except Exception:  # the reconciler queues again a pending job whose message is missing
+            log.warning("restore.requeue_failed", extra={"job_id": job_id})
 
     def _timed_out(self) -> Failure:
         return Failure.named(ErrorCode.TIMEOUT, f"the job did not finish within {self.job_timeout:g} s")
@@ -166,9 +189,12 @@ class Restorer:
             except ComfyUnreachable as exc:
                 if held.sent:
                     raise
-                # Never sent: this server is gone for now; the job goes to another one.
+                # Never sent: this server is gone for now; the job goes to another one, through
+                # the queue (so no worker thread waits here while no server is reachable).
                 self.servers.mark_down(slot.server, reason=str(exc))
                 await held.release()
+                if self.requeue is not None:
+                    raise _NotSent() from exc
                 continue
             await held.release()  # the next prompt may go in while this result is stored
             return await self._store_result(job, client, entry)

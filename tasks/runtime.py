@@ -97,6 +97,7 @@ async def restorer_session(
                 on_change=EventPublisher(publisher_client).publish,
                 lease_seconds=settings.worker_lease_seconds,
                 give_back=gate.release,
+                requeue=queue.enqueue_first,
             )
         finally:
             queue.huey.gate = None

@@ -172,12 +172,17 @@ class FairTurns:
     """Start tags for fair turns between users (see the module docstring)."""
 
     def __init__(self, client: redis.Redis) -> None:
+        self._client = client
         self._tag = client.register_script(_TAG)
         self._advance = client.register_script(_ADVANCE)
 
     def tag_for(self, user_id: str) -> int:
         """The tag of a job `user_id` queues now; Huey's priority is its negation (lowest first)."""
         return int(self._tag(keys=[CLOCK_KEY, LAST_TAG_PREFIX + user_id], args=[LAST_TAG_TTL_SECONDS]))
+
+    def clock(self) -> int:
+        """The tag of the job started last: a job queued with it is next in line."""
+        return int(self._client.get(CLOCK_KEY) or 0)
 
     def started(self, tag: int) -> None:
         """A job with `tag` left the queue: the clock moves up to it."""

@@ -12,7 +12,7 @@ from comfy.client import OUTAGE_GRACE_SECONDS as OUTAGE_GRACE
 from comfy.client import POLL_INTERVAL
 from tests.fixtures.comfy import ComfyEmulatorHandle
 from tests.fixtures.s3 import S3ServerHandle
-from tests.system.faults.harness import Cluster, comfy_running, submit, wait_terminal
+from tests.system.faults.harness import Cluster, comfy_running, read_job, submit, wait_terminal
 
 # comfy/client.py: history is polled after POLL_INTERVAL s of socket silence, and an unreachable
 # server is waited for OUTAGE_GRACE s before the job fails.
@@ -90,20 +90,31 @@ async def test_comfyui_restarted_mid_run_fails_the_job_as_lost_within_seconds(
     await fresh_job_completes(client, cluster)
 
 
-async def test_comfyui_refusing_connections_at_dequeue_fails_the_job_at_once(
-    cluster: Cluster, comfy: ComfyEmulatorHandle, s3_server: S3ServerHandle, client, record_property
+async def test_comfyui_refusing_connections_leaves_the_job_pending_then_fails_it_unavailable_at_the_deadline(
+    cluster: Cluster, comfy: ComfyEmulatorHandle, s3_server: S3ServerHandle, client_factory, record_property
 ) -> None:
+    timeout = 6.0
+    settings = {"JOB_TIMEOUT_SECONDS": str(int(timeout))}
+    await cluster.start_api(**settings)
+    await cluster.start_worker(**settings)
+    client = client_factory(cluster.api_url)
     comfy.kill()
 
+    submitted = time.monotonic()
     job_id = await submit(client)
 
-    bound = 5.0
-    job, seconds = await wait_terminal(client, job_id, within=bound)
+    # No reachable server: the worker takes nothing off the queue, so the job waits as pending
+    # (nothing happens for a while: there is no event to await)...
+    await asyncio.sleep(timeout / 2)
+    assert (await read_job(client, job_id))["status"] == "pending"
+    # ...until it has waited JOB_TIMEOUT_SECONDS since its submission.
+    bound = timeout + 3.0
+    job, seconds = await wait_terminal(client, job_id, within=bound, since=submitted)
     record_property("seconds_to_terminal", round(seconds, 2))
     assert job["status"] == "failed", (job, cluster.logs())
     assert (job["error_code"], job["retryable"]) == ("COMFYUI_UNAVAILABLE", True), job
     assert comfy.url.removeprefix("http://") not in job["error_message"], job
-    assert seconds < bound
+    assert timeout - 1.0 <= seconds < bound
     assert s3_server.keys() == [f"originals/{job_id}.jpg"]
 
     comfy.start()

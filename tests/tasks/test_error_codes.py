@@ -178,7 +178,7 @@ async def test_an_unreachable_comfyui_is_comfyui_unavailable_and_retryable(
     client: httpx.AsyncClient, worker: InProcessWorker, s3_server: S3ServerHandle
 ) -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"
-    async with servers_at(nowhere) as servers:
+    async with servers_at(nowhere, expect_up=False) as servers:
         restorer = dataclasses.replace(worker.restorer, servers=servers, job_timeout=1.0)
         job_id = await submit(client)
         await restorer.run(job_id)

@@ -209,7 +209,7 @@ async def test_comfyui_dying_mid_run_fails_the_job_as_unavailable(
 async def test_a_job_that_finds_no_reachable_server_fails_unavailable_at_its_deadline(
     client: httpx.AsyncClient, worker: InProcessWorker
 ) -> None:
-    async with servers_at(f"http://127.0.0.1:{free_port()}") as nowhere:
+    async with servers_at(f"http://127.0.0.1:{free_port()}", expect_up=False) as nowhere:
         restorer = dataclasses.replace(worker.restorer, servers=nowhere, job_timeout=1.0)
         job_id = await submit(client)
         started = time.monotonic()

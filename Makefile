@@ -40,6 +40,10 @@ bench: $(STAMP)
 	$(PY) tests/bench/submit_latency.py
 	$(PY) tests/bench/subscriptions.py
 	$(PY) tests/bench/soak.py
+	$(PY) tests/bench/scaling.py
+	$(PY) tests/bench/utilisation.py
+	$(PY) tests/bench/overhead.py --trace
+	$(PY) tests/bench/fairness.py
 
 migrate worker emulator: $(STAMP)
 	$(VENV)/bin/restoration $@

@@ -21,7 +21,6 @@ import httpx
 import redis
 from moto.server import ThreadedMotoServer
 
-from models.db import apply_migrations
 from storage.s3 import make_s3_client
 from tests.fixtures.comfy import ComfyEmulatorHandle
 from tests.fixtures.jwks import TEST_AUDIENCE, TEST_ISSUER, TokenFactory, serving_jwks
@@ -29,7 +28,10 @@ from tests.fixtures.proxy import free_port
 
 RESTORATION = str(Path(sys.executable).parent / "restoration")
 REDIS_URL = "redis://127.0.0.1:6379/13"
+# The scheduling benchmarks (scaling, utilisation, overhead, fairness) use their own database.
+SCHEDULING_REDIS_URL = "redis://127.0.0.1:6379/8"
 BUCKET = "restoration-bench"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -42,6 +44,14 @@ class Stack:
     env: dict[str, str]
     processes: list[subprocess.Popen[bytes]]
     metrics_ports: list[int] = field(default_factory=list)
+    # Every emulated ComfyUI server, in COMFYUI_URL order (`comfy` is the first).
+    comfies: list[ComfyEmulatorHandle] = field(default_factory=list)
+    tokens: TokenFactory | None = None
+
+    def token_for(self, sub: str) -> str:
+        """A token for another user (`token` is user "bench")."""
+        assert self.tokens is not None
+        return self.tokens.issue(sub=sub)
 
     def start_worker(self, concurrency: int | None = None) -> None:
         """Start one more `restoration worker` process.
@@ -96,7 +106,16 @@ async def database() -> AsyncIterator[str]:
     await admin.execute(f'CREATE DATABASE "{name}"')
     url = f"postgres://postgres@127.0.0.1:5432/{name}"
     try:
-        await apply_migrations(url)
+        # In a process of its own: Tortoise's global state lets one process migrate only once, and a
+        # benchmark may bring up several stacks in turn.
+        migrate = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            f"import asyncio, models.db; asyncio.run(models.db.apply_migrations({url!r}))",
+            cwd=PROJECT_ROOT,
+        )
+        if await migrate.wait() != 0:
+            raise RuntimeError("migrating the benchmark database failed")
         yield url
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -105,29 +124,42 @@ async def database() -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    *, service_time: float, workers: int = 1, concurrency: int | None = None, log_level: str = "WARNING"
+    *,
+    service_time: float,
+    workers: int = 1,
+    concurrency: int | None = None,
+    log_level: str = "WARNING",
+    servers: int = 1,
+    redis_url: str = REDIS_URL,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    """`servers` emulated ComfyUI servers (all in COMFYUI_URL); `env` adds to the processes' settings."""
+    redis.Redis.from_url(redis_url).flushdb()
     with tempfile.TemporaryDirectory() as tmp, serving_jwks() as jwks, s3_server() as s3_url:
         workdir = Path(tmp)
-        comfy = ComfyEmulatorHandle(
-            host="127.0.0.1",
-            port=free_port(),
-            root=workdir / "comfy",
-            log_path=workdir / "comfy.log",
-            service_time=service_time,
-        )
-        comfy.root.mkdir()
-        comfy.start()
+        comfies = [
+            ComfyEmulatorHandle(
+                host="127.0.0.1",
+                port=free_port(),
+                root=workdir / ("comfy" if n == 0 else f"comfy{n}"),
+                log_path=workdir / ("comfy.log" if n == 0 else f"comfy{n}.log"),
+                service_time=service_time,
+            )
+            for n in range(servers)
+        ]
+        comfy = comfies[0]
         async with contextlib.AsyncExitStack() as cleanup:
-            cleanup.callback(comfy.stop)  # also when the benchmark fails
+            for handle in comfies:
+                handle.root.mkdir()
+                cleanup.callback(handle.stop)  # also when the benchmark fails
+                handle.start()
             database_url = await cleanup.enter_async_context(database())
             port = free_port()
             env = {
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                 "DATABASE_URL": database_url,
-                "REDIS_URL": REDIS_URL,
-                "COMFYUI_URL": comfy.url,
+                "REDIS_URL": redis_url,
+                "COMFYUI_URL": ",".join(handle.url for handle in comfies),
                 "S3_BUCKET": BUCKET,
                 "S3_ENDPOINT_URL": s3_url,
                 "AWS_REGION": "us-east-1",
@@ -138,6 +170,7 @@ async def running_stack(
                 "AUTH0_ISSUER": TEST_ISSUER,
                 "AUTH0_JWKS_URL": jwks.url,
                 "LOG_LEVEL": log_level,
+                **(env or {}),
             }
             processes = [_spawn(["api", "--port", str(port)], env, workdir, "api")]
             stack = Stack(
@@ -148,6 +181,8 @@ async def running_stack(
                 api_pid=processes[0].pid,
                 env=env,
                 processes=processes,
+                comfies=comfies,
+                tokens=TokenFactory(jwks),
             )
             for _ in range(workers):
                 stack.start_worker(concurrency)

@@ -16,10 +16,16 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "AUTH0_DOMAIN": "tenant.example.com", "AUTH0_AUDIENCE": "https://api.example.com"}
-APP_SERVICES = ("migrate", "api", "worker", "emulator")
+EMULATORS = ("emulator-1", "emulator-2")
+APP_SERVICES = ("migrate", "api", "worker", *EMULATORS)
 # S3-compatible servers whose images are still published and maintained (MinIO's are not).
 MAINTAINED_S3_IMAGES = ("chrislusf/seaweedfs", "rustfs/rustfs", "zenko/cloudserver", "dxflrs/garage")
 S3_PORT = "9000"
+
+
+def compose_file() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
 
 
 def compose_command() -> list[str] | None:
@@ -32,8 +38,8 @@ def compose_command() -> list[str] | None:
 
 def services() -> dict[str, Any]:
     # PyYAML resolves the `<<: *app` merge keys as Compose does.
-    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    return loaded["services"]
+    stack: dict[str, Any] = compose_file()["services"]
+    return stack
 
 
 def default_of(value: str) -> str:
@@ -60,7 +66,45 @@ def test_stack_has_every_service_and_workers_scale() -> None:
     assert {"postgres", "redis", "s3", "create-bucket", *APP_SERVICES} <= set(stack)
     assert "container_name" not in stack["worker"]  # `--scale worker=N` needs unnamed containers
     assert "ports" not in stack["worker"]
-    assert stack["emulator"]["profiles"] == ["emulator"]
+    assert stack["worker"]["deploy"]["replicas"] >= 2
+    for name in EMULATORS:
+        assert stack[name]["profiles"] == ["emulator"], name
+
+
+def test_two_api_replicas_behind_one_proxy_port_that_carries_websockets() -> None:
+    stack = services()
+    api, proxy = stack["api"], stack["proxy"]
+    assert api["deploy"]["replicas"] == 2
+    assert "ports" not in api  # replicas: only the proxy is published
+    assert "container_name" not in api
+    assert proxy["ports"] == ["8000:8000"]
+    assert proxy["image"].split(":")[0] in ("nginx", "caddy")
+    assert proxy["depends_on"]["api"] == {"condition": "service_healthy"}
+    assert "127.0.0.1:8000/healthz" in healthcheck_text(proxy)
+    [mount] = proxy["configs"]
+    config = compose_file()["configs"][mount["source"]]["content"]
+    assert mount["target"] == "/etc/nginx/conf.d/default.conf"
+    # Round robin over every replica Docker's DNS returns, re-resolved as replicas come and go.
+    assert "server api:8000 resolve;" in config
+    assert "resolver 127.0.0.11" in config
+    # Websocket upgrades pass through (`$$` is Compose's escape for a literal `$`).
+    assert "proxy_set_header Upgrade $$http_upgrade;" in config
+    assert "proxy_set_header Connection $$connection_upgrade;" in config
+    assert "proxy_http_version 1.1;" in config
+    assert re.search(r"proxy_read_timeout \d+h;", config)
+    assert "$" not in config.replace("$$", "")  # nothing left for Compose to interpolate
+
+
+def test_the_emulator_profile_is_two_comfyui_hosts_listed_in_comfyui_url() -> None:
+    stack = services()
+    urls = default_of(stack["worker"]["environment"]["COMFYUI_URL"]).split(",")
+    assert urls == [f"http://{name}:8188" for name in EMULATORS]
+    for name in EMULATORS:
+        assert stack[name]["command"][:2] == ["restoration", "emulator"], name
+        assert stack[name]["command"][-2:] == ["--port", "8188"], name
+        assert "ports" not in stack[name], name
+    for name in ("api", "worker"):
+        assert stack[name]["environment"]["COMFYUI_URL"] == stack["worker"]["environment"]["COMFYUI_URL"], name
 
 
 def test_no_image_is_minio_and_s3_is_a_maintained_server() -> None:
@@ -86,8 +130,9 @@ def test_each_app_service_has_its_own_healthcheck_and_only_the_api_checks_the_ap
     assert "127.0.0.1:8000/healthz" in healthcheck_text(stack["api"])
     assert "127.0.0.1:9100/" in healthcheck_text(stack["worker"])  # WORKER_METRICS_PORT
     assert stack["worker"]["environment"]["WORKER_METRICS_PORT"] == "9100"
-    assert "127.0.0.1:8188/prompt" in healthcheck_text(stack["emulator"])
-    for name in ("worker", "emulator"):
+    for name in EMULATORS:
+        assert "127.0.0.1:8188/prompt" in healthcheck_text(stack[name]), name
+    for name in ("worker", *EMULATORS):
         assert ":8000" not in healthcheck_text(stack[name]), name
 
 

@@ -70,7 +70,10 @@ def _access_fields(record: logging.LogRecord) -> dict[str, Any]:
     args = record.args
     if record.name != _ACCESS_LOGGER or not isinstance(args, tuple) or len(args) != len(_ACCESS_FIELDS):
         return {}
-    return dict(zip(_ACCESS_FIELDS, args, strict=True))
+    fields = dict(zip(_ACCESS_FIELDS, args, strict=True))
+    # Query strings carry signatures (image URLs, upload tickets) and tokens: never logged.
+    fields["path"] = str(fields["path"]).partition("?")[0]
+    return fields
 
 
 def _jsonable(value: object) -> object:

@@ -316,3 +316,22 @@ async def test_unknown_log_format_is_the_one_line_configuration_error(tmp_path: 
 
 def test_log_format_is_case_insensitive() -> None:
     assert load_settings(log_format=" JSON ").log_format == "json"
+
+
+def test_an_access_line_never_records_the_query_string(as_json: Capture) -> None:
+    access = logging.getLogger("uvicorn.access")
+    signed = "/files/originals/x.jpg?expires=1700000000&signature=deadbeef"
+    record = access.makeRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("1.2.3.4:5", "GET", signed, "1.1", 200),
+        None,
+    )
+    as_json.logger.handle(record)
+
+    [line] = as_json.json_lines()
+    assert line["path"] == "/files/originals/x.jpg"
+    assert "deadbeef" not in json.dumps(line)

@@ -44,7 +44,7 @@ from models.db import apply_migrations, close_database, open_database
 from settings import ConfigError, Settings, load_settings
 from storage.base import ObjectStore
 from storage.errors import StorageConfigError
-from storage.local import FILES_PREFIX, object_route
+from storage.local import FILES_PREFIX, SignedPutMiddleware, object_route
 from storage.urls import ImageUrls
 from tasks.deadline import sweeping
 from tasks.embedded_worker import EmbeddedWorker
@@ -118,6 +118,7 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
                 max_upload_bytes=settings.max_upload_bytes,
                 max_image_pixels=settings.max_image_pixels,
                 default_denoise=workflow.default_denoise,
+                upload_ttl_seconds=settings.upload_ttl_seconds,
             )
             if dev is not None:
                 restorer = await stack.enter_async_context(
@@ -165,10 +166,13 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
         max_body=settings.max_upload_bytes + MULTIPART_OVERHEAD,
         file_limit=settings.max_upload_bytes,
     )
+    if local is not None:
+        # Outside the body limits: a direct upload's PUT is limited by its own signed length.
+        app.add_middleware(SignedPutMiddleware, storage=local)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.allowed_origins,
-        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_methods=["GET", "POST", "PUT", "OPTIONS"],  # PUT: direct uploads to `restoration dev`
         allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
         expose_headers=["Location", "Retry-After", REQUEST_ID_HEADER],
         max_age=600,

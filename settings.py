@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     max_image_pixels: PositiveInt = 150_000_000
     job_timeout_seconds: PositiveInt = 300
     signed_url_ttl_seconds: PositiveInt = 3600
+    # A direct-upload ticket (its signed PUT URL and its staged object) lives this long.
+    upload_ttl_seconds: PositiveInt = 3600
     cors_origins: str = ""
     log_level: str = "INFO"
     # `text` for a terminal, `json` (one object per line) for a log pipeline; see tasks/logs.py.

@@ -1,7 +1,9 @@
 """`restoration submit`: a small client for people and scripts.
 
-Uploads a photo through the GraphQL multipart mutation, follows the job over the `jobUpdated`
-subscription (graphql-transport-ws) with a progress bar on stderr, and downloads the result.
+Uploads a photo through the GraphQL multipart mutation (files over `DIRECT_UPLOAD_BYTES`: as a
+direct upload, straight to storage at a signed URL, then `restoreUpload`), follows the job over the
+`jobUpdated` subscription (graphql-transport-ws) with a progress bar on stderr, and downloads the
+result.
 Defaults to the server and token that `restoration dev` wrote to `./.data/`.
 """
 
@@ -11,6 +13,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,16 @@ MUTATION = (
     f"mutation($file: Upload!, $denoise: Float) {{ restoreImage(file: $file, denoise: $denoise) {{ {JOB_FIELDS} }} }}"
 )
 SUBSCRIPTION = f"subscription($id: ID!) {{ jobUpdated(id: $id) {{ {JOB_FIELDS} }} }}"
+CREATE_UPLOAD = "mutation($size: Int!) { createUpload(size: $size) { id url method headers { name value } } }"
+RESTORE_UPLOAD = (
+    f"mutation($id: ID!, $denoise: Float) {{ restoreUpload(uploadId: $id, denoise: $denoise) {{ {JOB_FIELDS} }} }}"
+)
+# Larger photos go straight to storage: the API is not held for the whole transfer (slow networks),
+# and the file is streamed from disk instead of read whole.
+DIRECT_UPLOAD_BYTES = 4 * 1024 * 1024
+UPLOAD_CHUNK_BYTES = 256 * 1024
+# A large photo over a slow link takes a while; the connection itself must not.
+DIRECT_PUT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
 BAR_WIDTH = 30
 
 
@@ -48,6 +61,43 @@ def _graphql_errors(body: dict[str, Any]) -> None:
 
 
 async def upload(client: httpx.AsyncClient, photo: Path, denoise: float | None) -> dict[str, Any]:
+    """Submit the photo: a direct upload when it is large, else one multipart request."""
+    size = (await asyncio.to_thread(photo.stat)).st_size
+    if size > DIRECT_UPLOAD_BYTES:
+        return await direct_upload(client, photo, size, denoise)
+    return await multipart_upload(client, photo, denoise)
+
+
+async def _mutation(client: httpx.AsyncClient, query: str, **variables: Any) -> dict[str, Any]:
+    response = await client.post("/graphql", json={"query": query, "variables": variables})
+    if response.status_code != 200:
+        raise SubmitError(f"upload refused: HTTP {response.status_code} {response.text[:200]}")
+    body = response.json()
+    _graphql_errors(body)
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+async def _chunks(photo: Path) -> AsyncIterator[bytes]:
+    with open(photo, "rb") as file:  # noqa: ASYNC230 - every read below runs in a thread
+        while chunk := await asyncio.to_thread(file.read, UPLOAD_CHUNK_BYTES):
+            yield chunk
+
+
+async def direct_upload(client: httpx.AsyncClient, photo: Path, size: int, denoise: float | None) -> dict[str, Any]:
+    """createUpload, PUT the file (streamed) to the signed URL with its headers, restoreUpload."""
+    ticket = (await _mutation(client, CREATE_UPLOAD, size=size))["createUpload"]
+    headers = {header["name"]: header["value"] for header in ticket["headers"]}
+    # The signed URL carries its own authorization: the API's token is not sent to storage.
+    async with httpx.AsyncClient(timeout=DIRECT_PUT_TIMEOUT) as plain:
+        sent = await plain.request(ticket["method"], ticket["url"], headers=headers, content=_chunks(photo))
+    if sent.status_code >= 300:
+        raise SubmitError(f"storage refused the upload: HTTP {sent.status_code} {sent.text[:200]}")
+    job: dict[str, Any] = (await _mutation(client, RESTORE_UPLOAD, id=ticket["id"], denoise=denoise))["restoreUpload"]
+    return job
+
+
+async def multipart_upload(client: httpx.AsyncClient, photo: Path, denoise: float | None) -> dict[str, Any]:
     operations = {"query": MUTATION, "variables": {"file": None, "denoise": denoise}}
     data = await asyncio.to_thread(photo.read_bytes)
     response = await client.post(

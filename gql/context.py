@@ -39,6 +39,7 @@ class Services:
     max_upload_bytes: int
     max_image_pixels: int
     default_denoise: float
+    upload_ttl_seconds: int
     decode_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_DECODES))
     views: SmallCache[JobView] = field(default_factory=lambda: SmallCache(VIEW_CACHE_SIZE))
 

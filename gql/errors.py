@@ -4,6 +4,7 @@
     ├── BadInput                       422 / BAD_USER_INPUT        a field is missing or out of range
     ├── MalformedRequest               400 / (HTTP 400)            the body cannot be parsed at all
     ├── NotFound                       404 / NOT_FOUND             missing, or not the caller's
+    ├── Conflict                       409 / CONFLICT              the state forbids it (an upload not sent yet)
     ├── PayloadTooLarge                413 / PAYLOAD_TOO_LARGE     file over MAX_UPLOAD_BYTES
     └── UnsupportedMediaType           415 / UNSUPPORTED_MEDIA_TYPE
 
@@ -55,6 +56,11 @@ class MalformedRequest(ServiceError):
 class NotFound(ServiceError):
     status = 404
     code = "NOT_FOUND"
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "CONFLICT"
 
 
 class PayloadTooLarge(ServiceError):

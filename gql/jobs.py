@@ -12,13 +12,15 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import BinaryIO
 
 from starlette.datastructures import UploadFile
 
 from gql.context import Services
 from gql.errors import BadInput, NotFound
-from gql.intake import inspect_image
+from gql.intake import ImageInfo, inspect_image
 from gql.uploads import check_size
 from gql.views import JobPage, JobView, decode_cursor, encode_cursor, view_of
 from models import repository
@@ -53,31 +55,53 @@ def parse_denoise(value: object, *, default: float) -> float:
 async def submit_restoration(
     *, services: Services, user_id: str, upload: UploadFile, denoise: object = None
 ) -> JobView:
-    """Validate the upload, store the original, record the job, then queue it.
+    """Validate a multipart upload, then `create_job` with it (the original is PUT from the spool)."""
+    started = time.perf_counter()
+    value = parse_denoise(denoise, default=services.default_denoise)
+    size = check_size(upload, limit=services.max_upload_bytes)
+    info = await judge_photo(services=services, file=upload.file)
+
+    async def store(key: str) -> None:
+        upload.file.seek(0)
+        await services.storage.put_file(key, upload.file, content_type=info.content_type)
+
+    photo = JudgedPhoto(info=info, size=size, store=store, source="multipart")
+    return await create_job(services=services, user_id=user_id, denoise=value, photo=photo, started=started)
+
+
+async def judge_photo(*, services: Services, file: BinaryIO) -> ImageInfo:
+    """The 413/415 judgement of a photo by its content (`inspect_image`), in a thread, at most
+    `MAX_CONCURRENT_DECODES` at once."""
+    file.seek(0)
+    async with services.decode_slots:
+        return await asyncio.to_thread(inspect_image, file, max_pixels=services.max_image_pixels)
+
+
+@dataclass(frozen=True)
+class JudgedPhoto:
+    """An accepted photo, whichever way it came: what it is, and how to store it at a key."""
+
+    info: ImageInfo
+    size: int
+    # Puts the photo's exact bytes at the given key (a PUT from a spool, or a copy inside the store).
+    store: Callable[[str], Awaitable[None]]
+    source: str  # "multipart" | "direct", for the log
+
+
+async def create_job(
+    *, services: Services, user_id: str, denoise: float, photo: JudgedPhoto, started: float
+) -> JobView:
+    """Store the original, record the job, then queue it: the one path every submission takes.
 
     Order matters: the original is in storage before the row exists, and the row is committed
     before the task is queued. When a later step fails, the earlier ones are undone, so a
     refused request leaves neither a job nor an object behind.
     """
-    started = time.perf_counter()
-    view = await _submit(services=services, user_id=user_id, upload=upload, denoise=denoise)
-    metrics.UPLOAD.observe(time.perf_counter() - started)
-    metrics.JOBS_CREATED.inc()
-    return view
-
-
-async def _submit(*, services: Services, user_id: str, upload: UploadFile, denoise: object) -> JobView:
-    value = parse_denoise(denoise, default=services.default_denoise)
-    check_size(upload, limit=services.max_upload_bytes)
-    upload.file.seek(0)
-    async with services.decode_slots:
-        info = await asyncio.to_thread(inspect_image, upload.file, max_pixels=services.max_image_pixels)
     job_id = uuid.uuid4()
-    key = original_key(job_id, info.extension)
-    upload.file.seek(0)
-    await services.storage.put_file(key, upload.file, content_type=info.content_type)
+    key = original_key(job_id, photo.info.extension)
+    await photo.store(key)
     try:
-        job = await repository.create_job(job_id=job_id, user_id=user_id, denoise=value, original_key=key)
+        job = await repository.create_job(job_id=job_id, user_id=user_id, denoise=denoise, original_key=key)
     except DatabaseUnavailable:
         await _forget_object(services, key)
         raise
@@ -90,8 +114,16 @@ async def _submit(*, services: Services, user_id: str, upload: UploadFile, denoi
         raise
     log.info(
         "restore.submitted",
-        extra={"job_id": job_id, "user": user_id, "format": info.format, "bytes": upload.size},
+        extra={
+            "job_id": job_id,
+            "user": user_id,
+            "format": photo.info.format,
+            "bytes": photo.size,
+            "source": photo.source,
+        },
     )
+    metrics.UPLOAD.observe(time.perf_counter() - started)
+    metrics.JOBS_CREATED.inc()
     return view_of(job, services.urls)
 
 

@@ -1,4 +1,5 @@
-"""GraphQL mutations: `restoreImage` (a GraphQL multipart request)."""
+"""GraphQL mutations: `restoreImage` (a GraphQL multipart request), and the direct upload's
+`createUpload` and `restoreUpload`."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 
 from gql.context import Info
+from gql.direct_uploads import create_upload, restore_upload
 from gql.errors import BadInput
 from gql.jobs import submit_restoration
-from gql.types import RestorationJob
+from gql.types import RestorationJob, UploadTicket
 
 
 @strawberry.type
@@ -21,5 +23,25 @@ class Mutation:
         context = info.context
         view = await submit_restoration(
             services=context.services, user_id=context.user_id, upload=file, denoise=denoise
+        )
+        return RestorationJob.from_view(view)
+
+    @strawberry.mutation(
+        description="A signed URL to send a large photo straight to storage; single use, expires after a while."
+    )
+    async def create_upload(self, info: Info, size: int, content_type: str | None = None) -> UploadTicket:
+        context = info.context
+        view = await create_upload(
+            services=context.services, user_id=context.user_id, size=size, content_type=content_type
+        )
+        return UploadTicket.from_view(view)
+
+    @strawberry.mutation(description="Restore the photo sent to an upload's URL; the job is queued at once.")
+    async def restore_upload(
+        self, info: Info, upload_id: strawberry.ID, denoise: float | None = None
+    ) -> RestorationJob:
+        context = info.context
+        view = await restore_upload(
+            services=context.services, user_id=context.user_id, upload_id=upload_id, denoise=denoise
         )
         return RestorationJob.from_view(view)

@@ -8,6 +8,7 @@ checking it stays with `authenticate` (401, `WWW-Authenticate: Bearer`, `{"detai
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -18,6 +19,8 @@ from pydantic import BaseModel, Field
 
 from gql.auth import Principal
 from gql.context import Services, authenticate, services_of
+from gql.direct_uploads import TicketView, create_upload, restore_upload
+from gql.errors import BadInput
 from gql.jobs import JobView, get_job, submit_restoration
 from gql.uploads import read_form, single_file
 from models.error_codes import ErrorCode
@@ -55,6 +58,18 @@ class Job(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class UploadTicket(BaseModel):
+    id: str
+    url: str = Field(description="where to send the photo's bytes, with `method` and every header in `headers`")
+    method: Literal["PUT"]
+    headers: dict[str, str] = Field(description="every header the upload must carry, with these exact values")
+    expires_at: datetime
+
+    @classmethod
+    def from_view(cls, view: TicketView) -> UploadTicket:
+        return cls(**{**dataclasses.asdict(view), "id": str(view.id)})
 
 
 def _job_example(**values: Any) -> dict[str, Any]:
@@ -196,3 +211,116 @@ async def restore(request: Request, response: Response, user: CurrentUser, servi
 async def job(job_id: str, user: CurrentUser, services: CurrentServices) -> Job:
     """The caller's job; 404 when it does not exist or belongs to someone else."""
     return Job.from_view(await get_job(services=services, user_id=user.user_id, job_id=job_id))
+
+
+def _json_body(schema: dict[str, Any], *, required: bool) -> dict[str, Any]:
+    return {"requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}}
+
+
+TICKET_BODY = _json_body(
+    {
+        "type": "object",
+        "required": ["size"],
+        "properties": {
+            "size": {
+                "type": "integer",
+                "minimum": 1,
+                "example": 5_600_000,
+                "description": "the photo's exact length in bytes, at most MAX_UPLOAD_BYTES",
+            },
+            "content_type": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$",
+                "example": "image/jpeg",
+                "description": "a media type; when given, the upload must carry it as its Content-Type",
+            },
+        },
+    },
+    required=True,
+)
+RESTORE_UPLOAD_BODY = _json_body(
+    {"type": "object", "properties": {"denoise": {"type": "number", "minimum": 0, "maximum": 1}}}, required=False
+)
+
+
+async def _json_object(request: Request, *, required: bool) -> dict[str, Any]:
+    """The body as a JSON object (`{}` when optional and empty); 422 otherwise, as `{"detail"}`."""
+    raw = await request.body()
+    if not raw.strip():
+        if required:
+            raise BadInput("the body must be a JSON object")
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise BadInput("the body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise BadInput("the body must be a JSON object")
+    return value
+
+
+@router.post(
+    "/uploads",
+    operation_id="create_upload",
+    status_code=201,
+    response_model=UploadTicket,
+    openapi_extra=TICKET_BODY,
+    responses={
+        201: {
+            "description": "the ticket: send exactly `size` bytes to `url`, then restore the upload",
+            "links": {
+                "restoreUpload": {
+                    "operationId": "restore_upload",
+                    "parameters": {"upload_id": "$response.body#/id"},
+                    "description": "restore the photo once it was sent to `url`",
+                }
+            },
+        },
+        **ERRORS,
+        413: {"model": Problem, "description": "`size` over the upload limit"},
+        422: {"model": Problem, "description": "`size` missing or not a positive integer, or a bad `content_type`"},
+    },
+)
+async def new_upload(request: Request, user: CurrentUser, services: CurrentServices) -> UploadTicket:
+    """A direct upload: a signed URL to send a large photo straight to storage (single use, expiring)."""
+    body = await _json_object(request, required=True)
+    view = await create_upload(
+        services=services, user_id=user.user_id, size=body.get("size"), content_type=body.get("content_type")
+    )
+    return UploadTicket.from_view(view)
+
+
+@router.post(
+    "/uploads/{upload_id}/restore",
+    operation_id="restore_upload",
+    status_code=202,
+    response_model=Job,
+    openapi_extra=RESTORE_UPLOAD_BODY,
+    responses={
+        202: {
+            "description": "accepted: the job, still pending, with the original already stored",
+            "headers": {
+                "Location": {
+                    "description": "the job's URL, `/api/v1/restoration/jobs/{id}`",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        **ERRORS,
+        404: {"model": Problem, "description": "no such upload: unknown, expired, already used or someone else's"},
+        409: {"model": Problem, "description": "nothing was sent to the upload's URL yet"},
+        413: {"model": Problem, "description": "image too large"},
+        415: {"model": Problem, "description": "not a JPEG, PNG, HEIC/HEIF or WebP image"},
+        422: {"model": Problem, "description": "bad `denoise`, or the uploaded length is not the declared `size`"},
+    },
+)
+async def restore_uploaded(
+    upload_id: str, request: Request, response: Response, user: CurrentUser, services: CurrentServices
+) -> Job:
+    """Restore the photo sent to an upload's URL; answers at once with the pending job."""
+    body = await _json_object(request, required=False)
+    view = await restore_upload(
+        services=services, user_id=user.user_id, upload_id=upload_id, denoise=body.get("denoise")
+    )
+    response.headers["Location"] = f"{router.prefix}/jobs/{view.id}"
+    return Job.from_view(view)

@@ -8,6 +8,7 @@ from enum import Enum
 
 import strawberry
 
+from gql.direct_uploads import TicketView
 from gql.jobs import JobPage, JobView
 from models.error_codes import ErrorCode as ModelErrorCode
 from models.job import JobStatus as ModelStatus
@@ -90,4 +91,31 @@ class JobConnection:
         return cls(
             edges=[JobEdge(cursor=cursor, node=RestorationJob.from_view(view)) for cursor, view in page.jobs],
             page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+        )
+
+
+@strawberry.type
+class Header:
+    name: str
+    value: str
+
+
+@strawberry.type(
+    description="Send exactly the declared bytes to `url` with `method` and every header, then `restoreUpload`."
+)
+class UploadTicket:
+    id: strawberry.ID
+    url: str
+    method: str
+    headers: list[Header]
+    expires_at: datetime
+
+    @classmethod
+    def from_view(cls, view: TicketView) -> UploadTicket:
+        return cls(
+            id=strawberry.ID(str(view.id)),
+            url=view.url,
+            method=view.method,
+            headers=[Header(name=name, value=value) for name, value in view.headers.items()],
+            expires_at=view.expires_at,
         )

@@ -13,7 +13,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def tortoise_config(database_url: str, *, with_aerich: bool = True) -> dict[str, Any]:
-    models = ["models.job", "aerich.models"] if with_aerich else ["models.job"]
+    models = ["models.job", "models.upload", "aerich.models"] if with_aerich else ["models.job", "models.upload"]
     return {
         "connections": {"default": database_url},
         "apps": {APP: {"models": models, "default_connection": "default"}},

@@ -19,6 +19,7 @@ from tortoise.expressions import F, Q
 
 from models.error_codes import ErrorCode
 from models.job import JobStatus, RestorationJob
+from models.upload import UploadTicket
 
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     DBConnectionError,
@@ -235,3 +236,48 @@ async def pending_jobs(*, older_than: float, limit: int = 1000) -> list[Restorat
             .order_by("created_at")
             .limit(limit)
         )
+
+
+# -- direct-upload tickets -------------------------------------------------------------------------
+
+
+async def create_upload_ticket(
+    *, ticket_id: uuid.UUID, user_id: str, size: int, content_type: str | None, expires_at: datetime
+) -> UploadTicket:
+    with _db_errors():
+        return await UploadTicket.create(
+            id=ticket_id, user_id=user_id, size=size, content_type=content_type, expires_at=expires_at
+        )
+
+
+async def live_upload_ticket(ticket_id: uuid.UUID, user_id: str) -> UploadTicket | None:
+    """The user's ticket when it is unused and not expired; None otherwise (indistinguishable)."""
+    with _db_errors():
+        return await UploadTicket.get_or_none(id=ticket_id, user_id=user_id, used_at=None, expires_at__gt=_now())
+
+
+async def take_upload_ticket(ticket_id: uuid.UUID, user_id: str) -> bool:
+    """unused → used, for the one restore that gets it; False when it is used, expired or not the user's."""
+    now = _now()
+    with _db_errors():
+        taken = await UploadTicket.filter(id=ticket_id, user_id=user_id, used_at=None, expires_at__gt=now).update(
+            used_at=now
+        )
+    return bool(taken)
+
+
+async def give_back_upload_ticket(ticket_id: uuid.UUID) -> None:
+    """used → unused, when the restore could not finish because a dependency was unavailable."""
+    with _db_errors():
+        await UploadTicket.filter(id=ticket_id).update(used_at=None)
+
+
+async def expired_upload_tickets(*, limit: int = 1000) -> list[UploadTicket]:
+    """Tickets past their expiry (used or not), oldest first: their signed URLs no longer work."""
+    with _db_errors():
+        return await UploadTicket.filter(expires_at__lte=_now()).order_by("expires_at").limit(limit)
+
+
+async def delete_upload_ticket(ticket_id: uuid.UUID) -> None:
+    with _db_errors():
+        await UploadTicket.filter(id=ticket_id).delete()

@@ -11,7 +11,8 @@ Exception tree::
     └── StorageError                 any failure talking to the object store → STORAGE_ERROR
         ├── StorageUnavailable       endpoint unreachable, timeout, 5xx, missing bucket,
         │                            credential or permission problem (the API answers 503)
-        └── ObjectNotFound           the key does not exist (``.key`` names it)
+        ├── ObjectNotFound           the key does not exist (``.key`` names it)
+        └── ObjectChanged            a conditional read or copy found another version of the object
 
     StorageConfigError(ValueError)
                                  inconsistent storage or URL configuration, raised at
@@ -42,3 +43,11 @@ class ObjectNotFound(StorageError):
 
 class StorageConfigError(ValueError):
     """Storage or URL settings that cannot work together, e.g. a key id without a key."""
+
+
+class ObjectChanged(StorageError):
+    """The object under ``key`` is no longer the version a condition named (its ETag changed)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the object at key {key!r} changed")
+        self.key = key

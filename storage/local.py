@@ -2,7 +2,11 @@
 
 Objects live under `root/<key>`. Readers get URLs of the form
 `{public_url}/files/<key>?expires=<unix time>&signature=<HMAC-SHA256>`; the API's `/files` route
-(`serve_object`) refuses a tampered or expired signature with 403. File I/O runs in a thread.
+(`serve_object`) refuses a tampered or expired signature with 403. Direct uploads get signed PUT
+URLs on the same path (`...&length=<bytes>[&type=<content type>]&signature=...`), received by
+`SignedPutMiddleware` ahead of the API's body limits: it refuses a tampered or expired signature
+and a Content-Length or Content-Type other than the signed one, and streams the body to disk.
+File I/O runs in a thread.
 """
 
 from __future__ import annotations
@@ -10,21 +14,28 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import BinaryIO
-from urllib.parse import quote
+from typing import BinaryIO, TypeVar
+from urllib.parse import parse_qs, quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from storage.errors import ObjectNotFound, StorageConfigError, StorageUnavailable
+from storage.base import ObjectInfo, SignedUpload
+from storage.errors import ObjectChanged, ObjectNotFound, StorageConfigError, StorageUnavailable
 
 FILES_PREFIX = "/files/"
+# A received upload is written to disk in blocks of this size (one thread hop per block).
+PUT_WRITE_BLOCK = 1024 * 1024
+# Copies between local files (downloads of staged uploads, server-side copies) go in these chunks.
+COPY_CHUNK = 1024 * 1024
 CONTENT_TYPES = {
     ".jpg": "image/jpeg",
     ".png": "image/png",
@@ -32,6 +43,22 @@ CONTENT_TYPES = {
     ".heic": "image/heic",
     ".heif": "image/heif",
 }
+
+
+T = TypeVar("T")
+
+
+def _etag(status: os.stat_result) -> str:
+    """Every write is a new file renamed into place, so inode + mtime + size name one version."""
+    return f"{status.st_ino:x}-{status.st_mtime_ns:x}-{status.st_size:x}"
+
+
+def _copy_chunks(source: BinaryIO, target: BinaryIO) -> int:
+    copied = 0
+    while chunk := source.read(COPY_CHUNK):
+        target.write(chunk)
+        copied += len(chunk)
+    return copied
 
 
 class LocalStorage:
@@ -93,6 +120,75 @@ class LocalStorage:
             return False
         return hmac.compare_digest(self._sign(key, int(expires)), signature)
 
+    def presigned_put_url(self, key: str, *, size: int, content_type: str | None, ttl_seconds: int) -> SignedUpload:
+        """A signed, expiring PUT URL for exactly ``size`` bytes (and ``content_type`` when given)."""
+        expires = int(self._clock()) + ttl_seconds
+        query: dict[str, str | int] = {"expires": expires, "length": size}
+        headers = {"Content-Length": str(size)}
+        if content_type is not None:
+            query["type"] = content_type
+            headers["Content-Type"] = content_type
+        query["signature"] = self._sign_put(key, expires, size, content_type)
+        return SignedUpload(
+            url=f"{self._public_url}{FILES_PREFIX}{quote(key)}?{urlencode(query)}", method="PUT", headers=headers
+        )
+
+    def verify_put(self, key: str, *, expires: str, length: str, content_type: str | None, signature: str) -> bool:
+        """Whether a PUT URL's signature is genuine (for this length and type) and not expired."""
+        if not expires.isdigit() or not length.isdigit() or int(expires) < self._clock():
+            return False
+        expected = self._sign_put(key, int(expires), int(length), content_type)
+        return hmac.compare_digest(expected, signature)
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        path = self.path_of(key)
+        try:
+            status = await asyncio.to_thread(path.stat)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageUnavailable(f"local storage at {self.root} failed: {exc.strerror}") from exc
+        return ObjectInfo(size=status.st_size, etag=_etag(status))
+
+    async def download(self, key: str, fileobj: BinaryIO, *, if_match: str) -> int:
+        def copy_out() -> int:
+            with self._open_version(key, if_match) as source:
+                return _copy_chunks(source, fileobj)
+
+        return await self._io(copy_out)
+
+    async def copy(self, source: str, destination: str, *, content_type: str, if_match: str) -> None:
+        def copy_version() -> None:
+            # Read from the descriptor whose version was checked: a PUT that replaces the file
+            # meanwhile does not change what is copied.
+            with self._open_version(source, if_match) as original:
+                self._write(destination, lambda out: _copy_chunks(original, out))
+
+        await self._io(copy_version)
+
+    def _open_version(self, key: str, etag: str) -> BinaryIO:
+        try:
+            fp = self.path_of(key).open("rb")
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+        if _etag(os.fstat(fp.fileno())) != etag:
+            fp.close()
+            raise ObjectChanged(key)
+        return fp
+
+    async def _io(self, func: Callable[[], T]) -> T:
+        try:
+            return await asyncio.to_thread(func)
+        except (ObjectNotFound, ObjectChanged):
+            raise
+        except OSError as exc:
+            raise StorageUnavailable(f"local storage at {self.root} failed: {exc.strerror}") from exc
+
+    def _sign_put(self, key: str, expires: int, length: int, content_type: str | None) -> str:
+        # "PUT" first, so a signature for reading can never be replayed for writing, or back.
+        message = f"PUT\n{key}\n{expires}\n{length}\n{content_type or ''}"
+        return hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()
+
     def _sign(self, key: str, expires: int) -> str:
         return hmac.new(self._key, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
@@ -128,3 +224,98 @@ def object_route(storage: LocalStorage) -> Callable[[Request], Awaitable[Respons
         return FileResponse(path, media_type=CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
 
     return serve_object
+
+
+class SignedPutMiddleware:
+    """Receives `PUT /files/<key>` at the URLs `LocalStorage.presigned_put_url` signs.
+
+    It sits outside the API's body limits, because the signed length is this request's limit:
+    a missing Content-Length is 411; a tampered or expired signature, or a Content-Length or
+    Content-Type other than the signed one, is 403 (as S3 answers); the body is streamed to a
+    temporary file beside the object (never whole in memory) and renamed into place only when
+    exactly the signed number of bytes arrived. A client that disconnects early leaves nothing.
+    Every other request goes on to the API.
+    """
+
+    def __init__(self, app: ASGIApp, *, storage: LocalStorage) -> None:
+        self.app = app
+        self.storage = storage
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "PUT" or not scope["path"].startswith(FILES_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        status, detail, etag = await self._receive(scope, receive)
+        payload = json.dumps({"detail": detail}).encode() if detail else b""
+        headers = [(b"content-length", str(len(payload)).encode())]
+        if detail:
+            headers.append((b"content-type", b"application/json"))
+            headers.append((b"connection", b"close"))  # the body may not have been read
+        if etag:
+            headers.append((b"etag", f'"{etag}"'.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _receive(self, scope: Scope, receive: Receive) -> tuple[int, str, str]:
+        """(status, detail for a refusal, the stored version's tag)."""
+        key = scope["path"][len(FILES_PREFIX) :]
+        query = {name: values[0] for name, values in parse_qs(scope["query_string"].decode("latin-1")).items()}
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        signed_type = query.get("type")
+        if not self.storage.verify_put(
+            key,
+            expires=query.get("expires", ""),
+            length=query.get("length", ""),
+            content_type=signed_type,
+            signature=query.get("signature", ""),
+        ):
+            return 403, "invalid or expired signature", ""
+        length = int(query["length"])
+        if "content-length" not in headers:
+            return 411, "Content-Length is required", ""
+        if headers["content-length"] != str(length):
+            return 403, f"Content-Length must be the signed length, {length}", ""
+        if signed_type is not None and headers.get("content-type") != signed_type:
+            return 403, "Content-Type must be the signed type", ""
+        try:
+            path = self.storage.path_of(key)
+            etag = await self._store(path, receive, length=length)
+        except (ObjectNotFound, OSError):
+            return 500, "the upload could not be stored", ""
+        if etag is None:
+            return 400, f"the body is not the signed length, {length} bytes", ""
+        return 200, "", etag
+
+    async def _store(self, path: Path, receive: Receive, *, length: int) -> str | None:
+        """Stream the body to disk; the new version's tag, or None (nothing kept) when the body
+        ended early or ran past ``length``."""
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        descriptor, temporary = await asyncio.to_thread(tempfile.mkstemp, dir=path.parent, prefix=".put-")
+        out = os.fdopen(descriptor, "wb")
+        kept = False
+        try:
+            received, ended = 0, False
+            block = bytearray()
+            while not ended:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                chunk = message.get("body", b"")
+                received += len(chunk)
+                if received > length:
+                    return None
+                block += chunk
+                ended = not message.get("more_body", False)
+                if len(block) >= PUT_WRITE_BLOCK or ended:
+                    await asyncio.to_thread(out.write, bytes(block))
+                    block.clear()
+            if received != length:
+                return None
+            await asyncio.to_thread(out.close)
+            await asyncio.to_thread(os.replace, temporary, path)
+            kept = True
+            return _etag(await asyncio.to_thread(path.stat))
+        finally:
+            out.close()
+            if not kept:
+                await asyncio.to_thread(Path(temporary).unlink, missing_ok=True)

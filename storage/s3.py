@@ -24,7 +24,8 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from storage.errors import ObjectNotFound, StorageConfigError, StorageError, StorageUnavailable
+from storage.base import ObjectInfo, SignedUpload
+from storage.errors import ObjectChanged, ObjectNotFound, StorageConfigError, StorageError, StorageUnavailable
 
 # A live endpoint accepts a TCP connection in milliseconds; a dead one must fail fast.
 CONNECT_TIMEOUT_SECONDS = 2.0
@@ -138,6 +139,75 @@ class S3Storage:
             raise self._translate(exc, key=key) from exc
         return url
 
+    def presigned_put_url(self, key: str, *, size: int, content_type: str | None, ttl_seconds: int) -> SignedUpload:
+        """A SigV4 presigned PUT whose signed headers include Content-Length (and Content-Type).
+
+        S3 refuses a PUT whose length or type differs from the signed ones (403), so the staged
+        object has exactly the declared length. Local CPU work, like ``presigned_get_url``.
+        """
+        params: dict[str, Any] = {"Bucket": self._bucket, "Key": key, "ContentLength": size}
+        headers = {"Content-Length": str(size)}
+        if content_type is not None:
+            params["ContentType"] = content_type
+            headers["Content-Type"] = content_type
+        try:
+            url: str = self._client.generate_presigned_url("put_object", Params=params, ExpiresIn=ttl_seconds)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, key=key) from exc
+        return SignedUpload(url=url, method="PUT", headers=headers)
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        """HeadObject: the length and ETag, or None when there is no object."""
+        return await self._run(key, self._stat, key)
+
+    async def download(self, key: str, fileobj: BinaryIO, *, if_match: str) -> int:
+        """GetObject (that version only), streamed into ``fileobj`` chunk by chunk."""
+        return await self._run(key, self._download, key, fileobj, if_match)
+
+    async def copy(self, source: str, destination: str, *, content_type: str, if_match: str) -> None:
+        """CopyObject inside the bucket, only while ``source`` is still ``if_match``."""
+        await self._run(source, self._copy, source, destination, content_type, if_match)
+
+    def _stat(self, key: str) -> ObjectInfo | None:
+        try:
+            head = self._client.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise
+        return ObjectInfo(size=int(head["ContentLength"]), etag=str(head["ETag"]))
+
+    def _download(self, key: str, fileobj: BinaryIO, if_match: str) -> int:
+        try:
+            body = self._client.get_object(Bucket=self._bucket, Key=key, IfMatch=if_match)["Body"]
+        except ClientError as exc:
+            if _precondition_failed(exc):
+                raise ObjectChanged(key) from exc
+            raise
+        written = 0
+        try:
+            for chunk in body.iter_chunks(DOWNLOAD_CHUNK_BYTES):
+                fileobj.write(chunk)
+                written += len(chunk)
+        finally:
+            body.close()
+        return written
+
+    def _copy(self, source: str, destination: str, content_type: str, if_match: str) -> None:
+        try:
+            self._client.copy_object(
+                Bucket=self._bucket,
+                Key=destination,
+                CopySource={"Bucket": self._bucket, "Key": source},
+                CopySourceIfMatch=if_match,
+                ContentType=content_type,
+                MetadataDirective="REPLACE",
+            )
+        except ClientError as exc:
+            if _precondition_failed(exc):
+                raise ObjectChanged(source) from exc
+            raise
+
     def _read(self, key: str) -> bytes:
         body = self._client.get_object(Bucket=self._bucket, Key=key)["Body"]
         try:
@@ -177,3 +247,13 @@ class S3Storage:
         if status == 404 or code in _NOT_FOUND_CODES:
             return ObjectNotFound(key) if key is not None else StorageUnavailable(refused)
         return StorageError(refused)
+
+
+# Chunks a staged upload is streamed in, from S3 to a spool file: small enough to keep memory flat.
+DOWNLOAD_CHUNK_BYTES = 256 * 1024
+_PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412"})
+
+
+def _precondition_failed(exc: ClientError) -> bool:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return code in _PRECONDITION_FAILED or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412

@@ -37,6 +37,7 @@ from tasks.queue import FairHuey, JobQueue
 from tasks.reconcile import Reconciler
 from tasks.restore import Restorer
 from tasks.scheduler import SlotBoard, SlotGate
+from tasks.upload_sweep import sweeping_uploads
 from workflows.binding import Workflow
 
 log = logging.getLogger("restore.worker")
@@ -132,7 +133,8 @@ def _export_server_metrics(servers: ComfyServers, board: SlotBoard) -> None:
 
 @contextlib.asynccontextmanager
 async def reconciling(settings: Settings, *, restorer: Restorer, queue: JobQueue) -> AsyncIterator[Reconciler]:
-    """The periodic reconciler and the pending-deadline sweep running beside a worker, stopped on exit."""
+    """The periodic reconciler, the pending-deadline sweep and the sweep of expired direct uploads
+    running beside a worker, stopped on exit."""
     if not settings.redis_url:
         raise ConfigError("REDIS_URL is required")
     client = aioredis.Redis.from_url(settings.redis_url, client_name="restoration-reconciler", socket_connect_timeout=2)
@@ -145,11 +147,14 @@ async def reconciling(settings: Settings, *, restorer: Restorer, queue: JobQueue
     )
     task = asyncio.create_task(reconciler.run_forever(), name="reconciler")
     try:
-        async with sweeping(
-            timeout_seconds=settings.job_timeout_seconds,
-            servers=settings.comfyui_urls,
-            interval=settings.reconcile_interval_seconds,
-            on_change=restorer.on_change,
+        async with (
+            sweeping(
+                timeout_seconds=settings.job_timeout_seconds,
+                servers=settings.comfyui_urls,
+                interval=settings.reconcile_interval_seconds,
+                on_change=restorer.on_change,
+            ),
+            sweeping_uploads(storage=restorer.storage),
         ):
             yield reconciler
     finally:

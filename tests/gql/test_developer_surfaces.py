@@ -21,7 +21,13 @@ async def test_openapi_documents_the_rest_aliases(api: ApiServer) -> None:
 
 
 JOB_STATUSES = ["pending", "processing", "completed", "failed", "cancelled"]  # the contract's
-REST_OPERATIONS = [("post", "/api/v1/restoration/restore"), ("get", "/api/v1/restoration/jobs/{job_id}")]
+REST_OPERATIONS = [
+    ("post", "/api/v1/restoration/restore"),
+    ("get", "/api/v1/restoration/jobs/{job_id}"),
+    ("post", "/api/v1/restoration/uploads/{upload_id}/restore"),
+]
+# The one operation that answers with something else than a job (a direct-upload ticket, 201).
+TICKET_OPERATION = ("post", "/api/v1/restoration/uploads")
 
 
 async def openapi(api: ApiServer) -> dict[str, Any]:
@@ -35,7 +41,7 @@ async def test_openapi_declares_a_jwt_bearer_scheme_on_every_rest_operation(api:
     schemes = spec["components"]["securitySchemes"]
     assert schemes == {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": ANY}}
     rest = [(method, path) for path, item in spec["paths"].items() for method in item if path.startswith("/api/")]
-    assert sorted(rest) == sorted(REST_OPERATIONS)
+    assert sorted(rest) == sorted([*REST_OPERATIONS, TICKET_OPERATION])
     for method, path in rest:
         assert spec["paths"][path][method]["security"] == [{"bearer": []}], (method, path)
 
@@ -53,7 +59,7 @@ async def test_openapi_documents_the_location_and_retry_after_headers(api: ApiSe
     spec = await openapi(api)
     restore = spec["paths"]["/api/v1/restoration/restore"]["post"]["responses"]
     assert restore["202"]["headers"]["Location"]["schema"] == {"type": "string"}
-    for method, path in REST_OPERATIONS:
+    for method, path in [*REST_OPERATIONS, TICKET_OPERATION]:
         unavailable = spec["paths"][path][method]["responses"]["503"]
         assert unavailable["headers"]["Retry-After"]["schema"] == {"type": "integer"}, (method, path)
 

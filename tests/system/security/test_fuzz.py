@@ -101,4 +101,16 @@ def test_schemathesis_finds_no_server_error_in_the_rest_api(dev_api: tuple[str, 
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "No issues found" in result.stdout
+    clean = "No issues found" in result.stdout
+    assert clean or _only_the_direct_restore_lacks_test_data(result.stdout), result.stdout[-3000:]
+
+
+# Restoring a direct upload needs a photo sent to the ticket's signed URL first, which schemathesis
+# cannot do: every id it tries is unknown (404) or has nothing staged yet (409), as it should be.
+DIRECT_RESTORE = "POST /api/v1/restoration/uploads/{upload_id}/restore"
+
+
+def _only_the_direct_restore_lacks_test_data(output: str) -> bool:
+    warnings = output.partition(" WARNINGS ")[2].partition(" SUMMARY ")[0]
+    listed = [line.strip() for line in warnings.splitlines() if line.strip().startswith("- ")]
+    return "Missing test data: 1 operation" in warnings and listed == [f"- {DIRECT_RESTORE}"]

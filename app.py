@@ -165,6 +165,7 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
         BodyLimitMiddleware,
         max_body=settings.max_upload_bytes + MULTIPART_OVERHEAD,
         file_limit=settings.max_upload_bytes,
+        idle_timeout=settings.upload_idle_timeout_seconds,
     )
     if local is not None:
         # Outside the body limits: a direct upload's PUT is limited by its own signed length.

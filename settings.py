@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     auth0_issuer: str | None = None
     auth0_jwks_url: str | None = None
     max_upload_bytes: PositiveInt = 52_428_800
+    # An upload that sends nothing for this long is dropped (408) and its spooled file removed.
+    upload_idle_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     max_image_pixels: PositiveInt = 150_000_000
     job_timeout_seconds: PositiveInt = 300
     signed_url_ttl_seconds: PositiveInt = 3600

@@ -1,14 +1,17 @@
 """Reading upload requests without ever holding more than the limit.
 
 `BodyLimitMiddleware` refuses a body whose `Content-Length` announces more than the limit before
-reading a byte, and cuts off a body that streams past it. Starlette's multipart parser spools
-files to disk beyond 1 MiB, so memory stays flat whatever the upload. The limit applies to the
+reading a byte, cuts off a body that streams past it, drops a body that stalls, and lets the client
+read every early answer (see the class). Starlette's multipart parser spools files to disk beyond
+1 MiB, so memory stays flat whatever the upload. The limit applies to the
 file; `MULTIPART_OVERHEAD` leaves room for boundaries, part headers and the GraphQL `operations`
 and `map` fields, and the file's own size is checked exactly after parsing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +23,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser, Multipart
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gql.errors import BadInput, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
+from gql.errors import BadInput, MalformedRequest, PayloadTooLarge, ServiceError, UnsupportedMediaType
 
 MULTIPART_OVERHEAD = 1024 * 1024
 # Largest GraphQL document (and multipart `operations`/`map` field) accepted: real operations are
@@ -36,16 +39,43 @@ MAX_PART_HEADER_BYTES = 64 * 1024
 BODY_TAIL = "restoration.body_tail"
 TAIL_BYTES = 256
 
+# An upload that sends nothing for this long is dropped (408) and its spool file removed: a client
+# that stalled must not hold a socket and a temporary file for ever. Setting UPLOAD_IDLE_TIMEOUT_SECONDS.
+DEFAULT_IDLE_TIMEOUT_SECONDS = 30.0
+# After answering before the whole body was read (a 413, a 401 ...), the rest of the body is read and
+# thrown away for at most this long and this many bytes before the connection is closed (a lingering
+# close, as nginx does): a client that is still sending then reads the answer instead of a reset.
+LINGER_SECONDS = 5.0
+LINGER_MAX_BYTES = 128 * 1024 * 1024
+
 
 class BodyTooLarge(PayloadTooLarge):
     pass
 
 
+class UploadStalled(ServiceError):
+    """The client sent nothing for the idle timeout in the middle of its body."""
+
+    status = 408
+    code = "REQUEST_TIMEOUT"
+
+
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body: int, file_limit: int) -> None:
+    """Body limits for POST/PUT/PATCH (pure ASGI).
+
+    - `Content-Length` over the limit: 413 before a byte is read; a body that streams past it: 413.
+    - Nothing received for `idle_timeout` seconds while the body is incomplete: 408.
+    - Any answer sent before the body was read to its end goes out with `Connection: close`, then the
+      rest of the body is drained (bounded by `LINGER_SECONDS` and `LINGER_MAX_BYTES`), then closed.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_body: int, file_limit: int, idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SECONDS
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.file_limit = file_limit
+        self.idle_timeout = idle_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -56,42 +86,108 @@ class BodyLimitMiddleware:
         limit = self.max_body
         if not headers.get(b"content-type", b"").lower().startswith(b"multipart/form-data"):
             limit = MAX_OPERATION_BYTES  # only multipart requests carry files
+        body = _Body(receive, expects_continue=headers.get(b"expect", b"").lower() == b"100-continue")
         if length is not None and (not length.isdigit() or int(length) > limit):
             status, detail = (
                 (413, _too_large(limit, self.file_limit)) if length.isdigit() else (400, "invalid Content-Length")
             )
-            await _send_json(send, status, {"detail": detail})
+            await body.answer(send, status, {"detail": detail})
             return
-        received = 0
 
         async def limited() -> Message:
-            nonlocal received
-            message = await receive()
+            if body.complete:
+                return await receive()  # after the body: only http.disconnect is left to wait for
+            try:
+                async with asyncio.timeout(self.idle_timeout):
+                    message = await body.receive()
+            except TimeoutError:
+                body.stalled = True
+                raise UploadStalled(f"no data received for {self.idle_timeout:g} seconds") from None
             if message["type"] == "http.request":
-                body = message.get("body", b"")
-                received += len(body)
-                if received > limit:
+                if body.received > limit:
                     raise BodyTooLarge(_too_large(limit, self.file_limit))
                 # Keep the body's last bytes: a multipart body must end with its closing boundary.
-                scope[BODY_TAIL] = (scope.get(BODY_TAIL, b"") + body)[-TAIL_BYTES:]
+                scope[BODY_TAIL] = (scope.get(BODY_TAIL, b"") + message.get("body", b""))[-TAIL_BYTES:]
             return message
 
-        await self.app(scope, limited, send)
+        try:
+            await self.app(scope, limited, body.lingering(send))
+        except UploadStalled as exc:  # raised where no handler answers it (outside a route)
+            if body.started:
+                raise
+            await body.answer(send, exc.status, {"detail": str(exc)})
+
+
+class _Body:
+    """One request's body as received so far, and the lingering close of an early answer."""
+
+    def __init__(self, receive: Receive, *, expects_continue: bool) -> None:
+        self._receive = receive
+        self.received = 0
+        self.complete = False
+        self.disconnected = False
+        self.stalled = False
+        self.started = False
+        # A client waiting for `100 Continue` sends no body once it has the final answer.
+        self.expects_continue = expects_continue
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            self.complete = not message.get("more_body", False)
+        else:
+            self.disconnected = True
+        return message
+
+    @property
+    def unread(self) -> bool:
+        return not (self.complete or self.disconnected)
+
+    def lingering(self, send: Send) -> Send:
+        """`send`, but an answer that leaves body unread closes the connection after draining it."""
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.started = True
+                if self.unread:
+                    message = {**message, "headers": [*_without_connection(message.get("headers", [])), _CLOSE]}
+            elif message["type"] == "http.response.body" and not message.get("more_body") and self.unread:
+                await send({**message, "more_body": True})
+                await self.drain()
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        return wrapped
+
+    async def answer(self, send: Send, status: int, body: dict[str, Any]) -> None:
+        payload = json.dumps(body).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        await self.lingering(send)({"type": "http.response.start", "status": status, "headers": headers})
+        await self.lingering(send)({"type": "http.response.body", "body": payload})
+
+    async def drain(self) -> None:
+        """Read and discard the rest of the body, within `LINGER_SECONDS` and `LINGER_MAX_BYTES`."""
+        if self.stalled or (self.expects_continue and self.received == 0):
+            return
+        until = self.received + LINGER_MAX_BYTES
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LINGER_SECONDS):
+                while self.unread and self.received < until:
+                    await self.receive()
+
+
+_CLOSE = (b"connection", b"close")
+
+
+def _without_connection(headers: Any) -> list[tuple[bytes, bytes]]:
+    return [(name, value) for name, value in headers if name.lower() != b"connection"]
 
 
 def _too_large(limit: int, file_limit: int) -> str:
     if limit == MAX_OPERATION_BYTES:
         return f"request body too large: the limit is {MAX_OPERATION_BYTES} bytes"
     return f"file too large: the limit is {file_limit} bytes"
-
-
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    payload = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    # The body was not read: tell the client this connection is done.
-    headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
 
 
 def is_multipart(request: Request) -> bool:

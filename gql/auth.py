@@ -15,6 +15,8 @@ Exceptions (mapped to HTTP and GraphQL codes in one place, outside this module):
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import math
 import re
@@ -38,6 +40,11 @@ ALGORITHM = "RS256"
 MAX_TOKEN_BYTES = 8 * 1024
 # RFC 6750 b64token syntax; rejects control characters and spaces before jose sees them.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# One deadline for a whole JWKS fetch (connect, headers, body): logins wait on the first fetch
+# and on unknown kids, so a slow issuer must cost them seconds, not minutes.
+JWKS_FETCH_DEADLINE = 5.0
+# Auth0's JWKS holds two or three keys (~3 KiB); a document far larger is not a key set.
+MAX_JWKS_BYTES = 256 * 1024
 # Claims every access token must carry; their values are checked by JwtVerifier itself.
 REQUIRED_CLAIMS = ("exp", "aud", "iss", "sub")
 # An `iat` this far ahead of our clock is the issuer's clock running ahead, not a forged token:
@@ -72,6 +79,12 @@ class Principal:
     user_id: str
     claims: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    @property
+    def expires_at(self) -> float:
+        """The token's `exp` (seconds since the epoch); a principal without one never expires."""
+        exp = self.claims.get("exp")
+        return _numeric_date(exp) if exp is not None else math.inf
+
 
 def bearer_token(authorization: str | None) -> str:
     """Return the token of an `Authorization: Bearer <token>` header value, or raise AuthError."""
@@ -87,9 +100,13 @@ class JwksCache:
     """The issuer's signing keys by `kid`, fetched lazily and refreshed with rate limits.
 
     The first use fetches the JWKS (failure → AuthUnavailable). Keys older than `max_age` are
-    refreshed, and an unknown `kid` triggers a refetch, but at most one fetch is attempted per
-    `min_refetch_interval`, so a flood of forged kids cannot hammer the issuer. Concurrent
-    callers share one fetch. When a refresh fails the previous keys stay in service.
+    refreshed in the background while the cached ones keep serving, so a slow issuer never holds
+    a token whose kid we know. An unknown `kid` waits for a refetch, but at most one fetch is
+    attempted per `min_refetch_interval`, so a flood of forged kids cannot hammer the issuer.
+    Concurrent callers share one fetch; when a refresh fails the previous keys stay in service.
+    A fetch has one overall deadline (`fetch_deadline`: connect, headers and body together; a
+    per-read timeout alone lets an endpoint trickling a byte at a time hold logins for minutes)
+    and reads at most `max_document_bytes`.
     """
 
     def __init__(
@@ -99,12 +116,16 @@ class JwksCache:
         http: httpx.AsyncClient,
         min_refetch_interval: float = 60.0,
         max_age: float = 600.0,
+        fetch_deadline: float = JWKS_FETCH_DEADLINE,
+        max_document_bytes: int = MAX_JWKS_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._url = jwks_url
         self._http = http
         self._min_interval = min_refetch_interval
         self._max_age = max_age
+        self._deadline = fetch_deadline
+        self._max_bytes = max_document_bytes
         self._clock = clock
         self._lock = asyncio.Lock()
         # kid → usable key, or the reason the published key cannot verify our tokens.
@@ -113,6 +134,7 @@ class JwksCache:
         self._attempted_at: float | None = None  # last attempt, successful or not
         self._attempts = 0  # lets waiters on the lock see that a fetch happened meanwhile
         self._last_failed = False
+        self._refresh: asyncio.Task[None] | None = None  # the background refresh in flight
 
     async def get(self, kid: str) -> Key:
         """Return the RS256 key published under `kid`, fetching the JWKS when needed."""
@@ -121,9 +143,10 @@ class JwksCache:
             await self._fetch(seen=seen, rate_limited=False)
             if self._fetched_at is None:
                 raise AuthUnavailable("signing keys unavailable")
-        elif self._clock() - self._fetched_at >= self._max_age:
-            await self._fetch(seen=seen, rate_limited=True)
-        if kid not in self._keys:
+        elif kid in self._keys:
+            if self._clock() - self._fetched_at >= self._max_age:
+                self._refresh_in_background()
+        else:
             await self._fetch(seen=seen, rate_limited=True)
         entry = self._keys.get(kid)
         if entry is None:
@@ -134,6 +157,22 @@ class JwksCache:
             raise AuthError(entry)
         return entry
 
+    async def wait_idle(self) -> None:
+        """Return once no background refresh is in flight (its outcome is then in the cache)."""
+        while self._refresh is not None and not self._refresh.done():
+            await asyncio.shield(self._refresh)
+
+    async def aclose(self) -> None:
+        """Cancel a background refresh in flight (before the HTTP client is closed)."""
+        if self._refresh is not None and not self._refresh.done():
+            self._refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh
+
+    def _refresh_in_background(self) -> None:
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.create_task(self._fetch(seen=self._attempts, rate_limited=True))
+
     async def _fetch(self, *, seen: int, rate_limited: bool) -> None:
         async with self._lock:
             if self._attempts != seen:
@@ -143,10 +182,9 @@ class JwksCache:
                 return
             self._attempted_at = now
             try:
-                response = await self._http.get(self._url)
-                response.raise_for_status()
-                keys = _parse_jwks(response.json())
-            except (httpx.HTTPError, ValueError) as exc:
+                async with asyncio.timeout(self._deadline):
+                    keys = _parse_jwks(await self._download())
+            except (httpx.HTTPError, ValueError, TimeoutError) as exc:
                 self._last_failed = True
                 logger.warning("auth.jwks.fetch_failed", extra={"url": self._url, "error": repr(exc)})
             else:
@@ -156,6 +194,23 @@ class JwksCache:
                 # Counted only once the outcome is known: callers that arrived during the fetch
                 # read the old count and, once they get the lock, reuse this outcome.
                 self._attempts += 1
+
+    async def _download(self) -> Any:
+        """The JWKS document, read as a stream and abandoned past `max_document_bytes`."""
+        async with self._http.stream("GET", self._url) as response:
+            response.raise_for_status()
+            announced = response.headers.get("content-length", "")
+            if announced.isascii() and announced.isdigit() and int(announced) > self._max_bytes:
+                raise ValueError(f"JWKS document of {announced} bytes exceeds {self._max_bytes}")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > self._max_bytes:
+                    raise ValueError(f"JWKS document exceeds {self._max_bytes} bytes")
+        try:
+            return json.loads(body)
+        except RecursionError:
+            raise ValueError("JWKS document nested too deeply") from None
 
 
 def _parse_jwks(document: Any) -> dict[str, Key | str]:

@@ -9,7 +9,8 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.types import ExecutionContext
 
-from gql.errors import KNOWN, graphql_error
+from gql.cost import MAX_LIST_ITEMS, QueryCostLimiter
+from gql.errors import KNOWN, BadInput, graphql_error
 from gql.mutations import Mutation
 from gql.queries import Query
 from gql.subscriptions import Subscription
@@ -37,6 +38,10 @@ class DomainErrors(MaskErrors):
         original = error.original_error
         if original is None or isinstance(original, GraphQLError):
             return error  # parse/validation errors: safe and useful as they are
+        if error.path is None and isinstance(original, (ValueError, TypeError)):
+            # Validation coercing a literal of the document failed (graphql-core lets `int()`'s
+            # error out for an Int of thousands of digits): the client's mistake, not a crash.
+            return GraphQLError("invalid value in the operation", error.nodes, extensions={"code": BadInput.code})
         if not isinstance(original, KNOWN):
             log.error("graphql.unexpected_error", exc_info=original)
         return graphql_error(original, like=error)
@@ -65,6 +70,8 @@ def create_schema() -> strawberry.Schema:
             lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
             lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            # Counts list sizes, which aliases and depth do not: 15 aliased `jobs(first: 100)` is 1,500 jobs.
+            lambda: QueryCostLimiter(max_items=MAX_LIST_ITEMS),
             DomainErrors,
         ],
     )

@@ -14,6 +14,7 @@ from jose import jws
 
 from gql.auth import (
     ISSUED_AT_SKEW,
+    MAX_JWKS_BYTES,
     AuthError,
     AuthUnavailable,
     JwksCache,
@@ -362,25 +363,28 @@ async def test_token_signed_by_a_newly_published_key_is_accepted_after_refetch(
 
 
 async def test_keys_older_than_max_age_are_refreshed(
-    verifier: JwtVerifier, tokens: TokenFactory, jwks_server: JwksServer, clock: FakeClock
+    verifier: JwtVerifier, jwks: JwksCache, tokens: TokenFactory, jwks_server: JwksServer, clock: FakeClock
 ) -> None:
     await verifier.verify(tokens.issue())
     clock.advance(MAX_AGE)
 
     await verifier.verify(tokens.issue())
+    await jwks.wait_idle()
 
     assert jwks_server.request_count == 2
 
 
 async def test_cached_keys_keep_serving_when_a_refresh_fails(
-    verifier: JwtVerifier, tokens: TokenFactory, jwks_server: JwksServer, clock: FakeClock
+    verifier: JwtVerifier, jwks: JwksCache, tokens: TokenFactory, jwks_server: JwksServer, clock: FakeClock
 ) -> None:
     await verifier.verify(tokens.issue())
     jwks_server.fail_with(500)
     clock.advance(MAX_AGE)
 
     first = await verifier.verify(tokens.issue("user-2"))
+    await jwks.wait_idle()
     second = await verifier.verify(tokens.issue("user-3"))
+    await jwks.wait_idle()
 
     assert (first.user_id, second.user_id) == ("user-2", "user-3")
     assert jwks_server.request_count == 2  # the failed refresh is not retried within the interval
@@ -417,3 +421,98 @@ async def test_unreachable_jwks_at_first_use_is_unavailable(http: httpx.AsyncCli
 
         with pytest.raises(AuthUnavailable):
             await verifier.verify(tokens.issue())
+
+
+# --- a slow, huge or stalled JWKS endpoint --------------------------------------------------
+
+# A short deadline keeps the test quick; production uses gql.auth.JWKS_FETCH_DEADLINE.
+TEST_DEADLINE = 1.0
+
+
+def cache_for(jwks_server: JwksServer, http: httpx.AsyncClient, clock: FakeClock, **options: float) -> JwksCache:
+    return JwksCache(
+        jwks_url=jwks_server.url,
+        http=http,
+        min_refetch_interval=MIN_REFETCH_INTERVAL,
+        max_age=MAX_AGE,
+        clock=clock,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_jwks_endpoint_trickling_bytes_is_given_up_at_the_overall_deadline(
+    jwks_server: JwksServer, tokens: TokenFactory, http: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    # A byte every 0.1 s never trips the client's 5 s read timeout; the document would take minutes.
+    jwks_server.trickle(0.1)
+    verifier = JwtVerifier(
+        jwks=cache_for(jwks_server, http, clock, fetch_deadline=TEST_DEADLINE),
+        audience=TEST_AUDIENCE,
+        issuer=TEST_ISSUER,
+    )
+    started = time.monotonic()
+
+    with pytest.raises(AuthUnavailable):
+        await verifier.verify(tokens.issue())
+
+    assert time.monotonic() - started < TEST_DEADLINE + 1
+
+
+@pytest.mark.parametrize("announce_length", [True, False], ids=["content-length", "until-close"])
+async def test_a_jwks_document_over_the_size_cap_is_refused(
+    jwks_server: JwksServer, tokens: TokenFactory, http: httpx.AsyncClient, clock: FakeClock, announce_length: bool
+) -> None:
+    jwks_server.pad(MAX_JWKS_BYTES, announce_length=announce_length)
+    verifier = JwtVerifier(jwks=cache_for(jwks_server, http, clock), audience=TEST_AUDIENCE, issuer=TEST_ISSUER)
+
+    with pytest.raises(AuthUnavailable):
+        await verifier.verify(tokens.issue())
+
+
+async def test_a_jwks_document_under_the_size_cap_is_accepted(
+    jwks_server: JwksServer, tokens: TokenFactory, http: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    jwks_server.pad(MAX_JWKS_BYTES // 2, announce_length=False)
+    verifier = JwtVerifier(jwks=cache_for(jwks_server, http, clock), audience=TEST_AUDIENCE, issuer=TEST_ISSUER)
+
+    assert (await verifier.verify(tokens.issue())).user_id == "user-1"
+
+
+async def test_a_stalled_refresh_never_holds_a_token_whose_kid_is_cached(
+    verifier: JwtVerifier, jwks: JwksCache, tokens: TokenFactory, jwks_server: JwksServer, clock: FakeClock
+) -> None:
+    await verifier.verify(tokens.issue())
+    release = jwks_server.hold()
+    clock.advance(MAX_AGE)
+    try:
+        async with asyncio.timeout(1):
+            first = await verifier.verify(tokens.issue("user-2"))
+        await asyncio.to_thread(jwks_server.held.wait, 5)  # the refresh did go out, and hangs
+        async with asyncio.timeout(1):
+            second = await verifier.verify(tokens.issue("user-3"))
+    finally:
+        release.set()
+    await jwks.wait_idle()
+
+    assert (first.user_id, second.user_id) == ("user-2", "user-3")
+    assert jwks_server.request_count == 2
+
+
+async def test_an_unknown_kid_waiting_for_a_fetch_never_holds_a_cached_kid(
+    verifier: JwtVerifier, tokens: TokenFactory, jwks_server: JwksServer, clock: FakeClock
+) -> None:
+    await verifier.verify(tokens.issue())
+    release = jwks_server.hold()
+    clock.advance(MIN_REFETCH_INTERVAL + 1)
+    unknown = asyncio.create_task(verifier.verify(tokens.issue(kid="forged-1")))
+    try:
+        await asyncio.to_thread(jwks_server.held.wait, 5)
+        async with asyncio.timeout(1):
+            known = await verifier.verify(tokens.issue("user-2"))
+        assert not unknown.done()
+    finally:
+        release.set()
+
+    assert known.user_id == "user-2"
+    with pytest.raises(AuthError, match="unknown signing key"):
+        await unknown

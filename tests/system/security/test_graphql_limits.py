@@ -65,3 +65,41 @@ async def test_errors_carry_no_traceback_sql_or_storage_internals(client: httpx.
     for leak in ("Traceback", "SELECT", "asyncpg", "restoration_jobs", "botocore", 'File "'):
         assert leak not in text
     assert response.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 30_000 + "]" * 30_000,
+        '{"query": "{ __typename }", "variables": {"v": ' + "[" * 30_000 + "]" * 30_000 + "}}",
+    ],
+    ids=["document", "variables"],
+)
+async def test_json_nested_beyond_the_recursion_limit_is_a_400(client: httpx.AsyncClient, body: str) -> None:
+    response = await client.post("/graphql", content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 400
+    assert "JSON" in response.text
+
+
+async def test_a_subscription_sent_as_an_http_post_is_a_400_naming_websockets(client: httpx.AsyncClient) -> None:
+    response = await client.post("/graphql", json={"query": 'subscription { jobUpdated(id: "x") { id } }'})
+
+    assert response.status_code == 400
+    assert "websocket" in response.text
+
+
+async def test_a_subscription_sent_as_an_http_get_is_a_400(client: httpx.AsyncClient) -> None:
+    response = await client.get("/graphql", params={"query": 'subscription { jobUpdated(id: "x") { id } }'})
+
+    assert response.status_code == 400
+
+
+async def test_queries_over_http_are_still_served_by_post_and_get(client: httpx.AsyncClient) -> None:
+    query = "{ jobs(first: 1) { pageInfo { hasNextPage } } }"
+    for response in (
+        await client.post("/graphql", json={"query": query}),
+        await client.get("/graphql", params={"query": query}),
+    ):
+        assert response.status_code == 200
+        assert response.json()["data"]["jobs"]["pageInfo"]["hasNextPage"] in (True, False)

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp
 from comfy.emulator import EmulatorConfig, create_emulator_app
 from gql.devauth import JWKS_PATH, DevIdentity
 from gql.devenv import DevEnvironment
-from gql.serving import Listening, bind_listener, run_servers
+from gql.serving import Listening, api_config, bind_listener, run_servers
 from settings import ConfigError, Settings
 from tasks.embedded_redis import EmbeddedRedis
 
@@ -87,14 +87,7 @@ def _run_dev(settings: Settings, api_factory: ApiFactory, data_dir: Path, *, hos
         dev = DevEnvironment(data_dir=data_dir, public_url=public_url, identity=identity)
         servers = [] if emulator_listener is None else [_emulator(emulator_listener, data_dir)]
         log_level = dev_settings.log_level.lower()
-        api = uvicorn.Config(
-            api_factory(dev_settings, dev),
-            host=host,
-            port=port,
-            log_level=log_level,
-            log_config=None,  # uvicorn's lines go through the process's one handler and format
-            timeout_graceful_shutdown=10,
-        )
+        api = api_config(api_factory(dev_settings, dev), host=host, port=port, log_level=log_level)
         servers.append(Listening(api, listener))
         run_servers(servers, on_started=lambda: _announce(dev, dev_settings))
     return 0

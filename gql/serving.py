@@ -17,10 +17,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from settings import ConfigError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Seconds in-flight requests get once a stop was asked for.
+GRACEFUL_SHUTDOWN_SECONDS = 10
+# uvicorn buffers a websocket message whole before our handler sees it: refuse anything much
+# larger than the largest message we accept (`gql.sockets.MAX_WS_MESSAGE_BYTES`) at the protocol.
+WS_MAX_MESSAGE_BYTES = 64 * 1024 + 1024
 # uvicorn has no start-up event to await; this is how often its `started` flag is looked at.
 START_POLL_SECONDS = 0.02
 
@@ -31,6 +37,19 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def api_config(app: ASGIApp, *, host: str, port: int, log_level: str) -> uvicorn.Config:
+    """How the API is served, for `restoration api` and `restoration dev` alike."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=None,  # uvicorn's lines go through the process's one handler and format
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        ws_max_size=WS_MAX_MESSAGE_BYTES,
+    )
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,7 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
                 max_image_pixels=settings.max_image_pixels,
                 default_denoise=workflow.default_denoise,
                 upload_ttl_seconds=settings.upload_ttl_seconds,
+                max_pending_jobs_per_user=settings.max_pending_jobs_per_user,
             )
             if dev is not None:
                 restorer = await stack.enter_async_context(

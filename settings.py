@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     signed_url_ttl_seconds: PositiveInt = 3600
     # A direct-upload ticket (its signed PUT URL and its staged object) lives this long.
     upload_ttl_seconds: PositiveInt = 3600
+    # A user with this many pending jobs gets 429 on the next submit; unset = no per-user limit
+    # (what the contract asks for by default).
+    max_pending_jobs_per_user: PositiveInt | None = None
     cors_origins: str = ""
     log_level: str = "INFO"
     # `text` for a terminal, `json` (one object per line) for a log pipeline; see tasks/logs.py.
@@ -84,6 +87,11 @@ class Settings(BaseSettings):
         if len(set(urls)) != len(urls):
             raise ValueError("lists a ComfyUI server twice")
         return ",".join(urls)
+
+    @field_validator("max_pending_jobs_per_user", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_format", mode="before")
     @classmethod
@@ -162,4 +170,3 @@ def load_settings(**overrides: object) -> Settings:
             where = ".".join(str(part) for part in error["loc"]).upper() or "settings"
             problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
-

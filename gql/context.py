@@ -40,6 +40,8 @@ class Services:
     max_image_pixels: int
     default_denoise: float
     upload_ttl_seconds: int
+    # MAX_PENDING_JOBS_PER_USER: a user with this many pending jobs gets 429 (None: no limit).
+    max_pending_jobs_per_user: int | None = None
     decode_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_DECODES))
     views: SmallCache[JobView] = field(default_factory=lambda: SmallCache(VIEW_CACHE_SIZE))
 

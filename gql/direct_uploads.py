@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from gql.context import Services
 from gql.errors import BadInput, Conflict, NotFound, PayloadTooLarge
-from gql.jobs import JobView, JudgedPhoto, create_job, judge_photo, parse_denoise
+from gql.jobs import JobView, JudgedPhoto, check_pending_ceiling, create_job, judge_photo, parse_denoise
 from models import repository
 from models.repository import DatabaseUnavailable
 from models.upload import UploadTicket
@@ -106,6 +106,8 @@ async def restore_upload(*, services: Services, user_id: str, upload_id: str, de
     staged = await services.storage.stat(key)
     if staged is None:
         raise Conflict("nothing was uploaded for this ticket yet: send the photo to its URL first")
+    # Before the ticket is taken, so a user at the ceiling can restore the same upload later.
+    await check_pending_ceiling(services=services, user_id=user_id)
     if not await repository.take_upload_ticket(ticket.id, user_id):
         raise NotFound("upload not found")  # another restore took it a moment ago
     keep_staged = False

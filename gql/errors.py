@@ -6,7 +6,9 @@
     ├── NotFound                       404 / NOT_FOUND             missing, or not the caller's
     ├── Conflict                       409 / CONFLICT              the state forbids it (an upload not sent yet)
     ├── PayloadTooLarge                413 / PAYLOAD_TOO_LARGE     file over MAX_UPLOAD_BYTES
-    └── UnsupportedMediaType           415 / UNSUPPORTED_MEDIA_TYPE
+    ├── UnsupportedMediaType           415 / UNSUPPORTED_MEDIA_TYPE
+    └── TooManyPendingJobs             429 / TOO_MANY_REQUESTS     MAX_PENDING_JOBS_PER_USER reached
+                                                                   (with Retry-After; a code beyond the contract's list)
 
 The boundaries' own exceptions are mapped here too: AuthError → 401, ImageTooLarge → 413,
 UnsupportedImage → 415, and every "dependency unavailable" (AuthUnavailable, StorageError,
@@ -73,6 +75,23 @@ class UnsupportedMediaType(ServiceError):
     code = "UNSUPPORTED_MEDIA_TYPE"
 
 
+# Seconds a user at MAX_PENDING_JOBS_PER_USER should wait before submitting again: about the
+# time one restoration takes, after which one of their pending jobs has usually started.
+PENDING_RETRY_AFTER_SECONDS = 30
+
+
+class TooManyPendingJobs(ServiceError):
+    status = 429
+    code = "TOO_MANY_REQUESTS"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"you already have {limit} jobs waiting (the most one user may have pending); "
+            "submit again once one of them has started"
+        )
+        self.limit = limit
+
+
 @dataclass(frozen=True)
 class Problem:
     status: int
@@ -86,6 +105,8 @@ KNOWN = (ServiceError, AuthError, ImageTooLarge, UnsupportedImage, *UNAVAILABLE)
 
 
 def classify(exc: BaseException) -> Problem:
+    if isinstance(exc, TooManyPendingJobs):
+        return Problem(exc.status, exc.code, str(exc), {"Retry-After": str(PENDING_RETRY_AFTER_SECONDS)})
     if isinstance(exc, ServiceError):
         return Problem(exc.status, exc.code, str(exc), {})
     if isinstance(exc, AuthError):

@@ -19,7 +19,7 @@ from typing import BinaryIO
 from starlette.datastructures import UploadFile
 
 from gql.context import Services
-from gql.errors import BadInput, NotFound
+from gql.errors import BadInput, NotFound, TooManyPendingJobs
 from gql.intake import ImageInfo, inspect_image
 from gql.uploads import check_size
 from gql.views import JobPage, JobView, decode_cursor, encode_cursor, view_of
@@ -30,7 +30,6 @@ from storage.errors import StorageError
 from storage.keys import original_key
 from tasks import metrics
 from tasks.events import JobEvent
-from tasks.queue import QueueUnavailable
 
 log = logging.getLogger("restore.api")
 
@@ -58,6 +57,7 @@ async def submit_restoration(
     """Validate a multipart upload, then `create_job` with it (the original is PUT from the spool)."""
     started = time.perf_counter()
     value = parse_denoise(denoise, default=services.default_denoise)
+    await check_pending_ceiling(services=services, user_id=user_id)  # before the costly judgement
     size = check_size(upload, limit=services.max_upload_bytes)
     info = await judge_photo(services=services, file=upload.file)
 
@@ -99,15 +99,19 @@ async def create_job(
     """
     job_id = uuid.uuid4()
     key = original_key(job_id, photo.info.extension)
-    await photo.store(key)
+    try:
+        await photo.store(key)
+    except BaseException:  # a PUT cut short may still have left the object
+        await _forget_object(services, key)
+        raise
     try:
         job = await repository.create_job(job_id=job_id, user_id=user_id, denoise=denoise, original_key=key)
-    except DatabaseUnavailable:
+    except BaseException:  # unavailable or a bug: either way no job exists, so no object may stay
         await _forget_object(services, key)
         raise
     try:
         await services.queue.enqueue(job_id, user_id=user_id)
-    except QueueUnavailable:
+    except BaseException:
         with contextlib.suppress(DatabaseUnavailable):
             await repository.delete_job(job_id)
         await _forget_object(services, key)
@@ -127,9 +131,19 @@ async def create_job(
     return view_of(job, services.urls)
 
 
+async def check_pending_ceiling(*, services: Services, user_id: str) -> None:
+    """TooManyPendingJobs when the user already has MAX_PENDING_JOBS_PER_USER jobs pending; both
+    submit paths call it first, before anything is judged, stored or taken."""
+    limit = services.max_pending_jobs_per_user
+    if limit is not None and await repository.count_pending_jobs(user_id) >= limit:
+        log.info("restore.refused", extra={"user": user_id, "reason": "pending ceiling", "limit": limit})
+        raise TooManyPendingJobs(limit)
+
+
 async def _forget_object(services: Services, key: str) -> None:
     try:
-        await services.storage.delete(key)
+        # Shielded: a submit cancelled mid-way (client gone, shutdown) still removes its object.
+        await asyncio.shield(services.storage.delete(key))
     except StorageError:
         log.warning("restore.orphan_object", extra={"key": key, "note": "could not delete after a failed submit"})
 

@@ -2,12 +2,15 @@
 
 State changes are conditional updates (`WHERE status = ...`), so two workers, or a worker and the
 reconciler, can never both move the same job: zero rows updated means someone else has it.
-Connection-level failures surface as `DatabaseUnavailable` (the API answers 503).
+A database that cannot take the operation now (unreachable, locked, full, read-only, out of
+connections, shutting down) surfaces as `DatabaseUnavailable` (the API answers 503); every other
+database error (a bad query, a broken constraint) is a bug and propagates as it is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,11 +33,49 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    # The connection's protocol state broke (its backend was terminated mid-operation): lost link.
+    asyncpg.InternalClientError,
 )
+# SQLSTATEs of a PostgreSQL that cannot take the statement now, whatever the statement:
+# class 08 connection exception, 53 insufficient resources (disk full, out of memory, too many
+# connections), 57P operator intervention (admin/crash shutdown, cannot connect now), and 25006
+# read-only transaction (a standby, or `default_transaction_read_only` set by an operator).
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P", "25006")
+# Words of the sqlite3 OperationalErrors that say the file cannot be written now (another
+# writer holds the lock, the disk failed or is full, the file became read-only or cannot be
+# opened, e.g. out of file descriptors), unlike "no such table" or a syntax error.
+_UNAVAILABLE_SQLITE_WORDS = ("locked", "busy", "disk i/o", "full", "readonly", "read-only", "unable to open")
+
+
+def _cannot_take_it_now(exc: BaseException) -> bool:
+    """Whether `exc`, or a driver error it wraps, means "the database cannot take this now".
+
+    Tortoise wraps driver errors in its own (`OperationalError`, `TransactionManagementError`),
+    with the driver's exception as the cause, the context, or the first argument."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, _CONNECTION_ERRORS):
+            return True
+        if isinstance(error, asyncpg.PostgresError):
+            sqlstate = str(getattr(error, "sqlstate", "") or "")
+            if sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES):
+                return True
+        if isinstance(error, sqlite3.OperationalError):
+            message = str(error).lower()
+            if any(word in message for word in _UNAVAILABLE_SQLITE_WORDS):
+                return True
+        pending.extend(e for e in (error.__cause__, error.__context__) if e is not None)
+        pending.extend(arg for arg in error.args if isinstance(arg, BaseException))
+    return False
 
 
 class DatabaseUnavailable(Exception):
-    """The database cannot be reached; the operation may be retried later."""
+    """The database cannot be reached or cannot take the operation now; it may be retried later."""
 
     def __init__(self) -> None:
         super().__init__("database unavailable")
@@ -44,8 +85,12 @@ class DatabaseUnavailable(Exception):
 def _db_errors() -> Iterator[None]:
     try:
         yield
-    except _CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable() from exc
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        if _cannot_take_it_now(exc):
+            raise DatabaseUnavailable() from exc
+        raise
 
 
 def _now() -> datetime:
@@ -65,6 +110,12 @@ async def create_job(*, job_id: uuid.UUID, user_id: str, denoise: float, origina
         return await RestorationJob.create(
             id=job_id, user_id=user_id, denoise=denoise, original_key=original_key, status=JobStatus.PENDING
         )
+
+
+async def count_pending_jobs(user_id: str) -> int:
+    """How many of the user's jobs are pending: one COUNT over the (user_id, created_at) index."""
+    with _db_errors():
+        return await RestorationJob.filter(user_id=user_id, status=JobStatus.PENDING).count()
 
 
 async def delete_job(job_id: uuid.UUID) -> None:

@@ -32,6 +32,8 @@ from storage.base import ObjectInfo, SignedUpload
 from storage.errors import ObjectChanged, ObjectNotFound, StorageConfigError, StorageUnavailable
 
 FILES_PREFIX = "/files/"
+# A signed URL's numbers are a Unix time and a byte count: 15 digits are far beyond both.
+URL_NUMBER_DIGITS = 15
 # A received upload is written to disk in blocks of this size (one thread hop per block).
 PUT_WRITE_BLOCK = 1024 * 1024
 # Copies between local files (downloads of staged uploads, server-side copies) go in these chunks.
@@ -46,6 +48,14 @@ CONTENT_TYPES = {
 
 
 T = TypeVar("T")
+
+
+def _unix_time(value: str) -> int | None:
+    """A signed URL's number (`expires`, `length`): ASCII digits only, at most `URL_NUMBER_DIGITS`
+    of them, so superscripts, other scripts' digits and 5,000-digit numbers are refused."""
+    if not value or len(value) > URL_NUMBER_DIGITS or not (value.isascii() and value.isdigit()):
+        return None
+    return int(value)
 
 
 def _etag(status: os.stat_result) -> str:
@@ -116,9 +126,10 @@ class LocalStorage:
 
     def verify(self, key: str, expires: str, signature: str) -> bool:
         """Whether a URL's signature is genuine and not expired."""
-        if not expires.isdigit() or int(expires) < self._clock():
+        when = _unix_time(expires)
+        if when is None or when < self._clock():
             return False
-        return hmac.compare_digest(self._sign(key, int(expires)), signature)
+        return hmac.compare_digest(self._sign(key, when), signature)
 
     def presigned_put_url(self, key: str, *, size: int, content_type: str | None, ttl_seconds: int) -> SignedUpload:
         """A signed, expiring PUT URL for exactly ``size`` bytes (and ``content_type`` when given)."""
@@ -135,9 +146,10 @@ class LocalStorage:
 
     def verify_put(self, key: str, *, expires: str, length: str, content_type: str | None, signature: str) -> bool:
         """Whether a PUT URL's signature is genuine (for this length and type) and not expired."""
-        if not expires.isdigit() or not length.isdigit() or int(expires) < self._clock():
+        when, size = _unix_time(expires), _unix_time(length)
+        if when is None or size is None or when < self._clock():
             return False
-        expected = self._sign_put(key, int(expires), int(length), content_type)
+        expected = self._sign_put(key, when, size, content_type)
         return hmac.compare_digest(expected, signature)
 
     async def stat(self, key: str) -> ObjectInfo | None:
@@ -197,7 +209,12 @@ class LocalStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename, so a reader never sees half an image.
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as out:
-            write(out)  # type: ignore[arg-type]  # a binary file object, as BinaryIO means
+            try:
+                write(out)  # type: ignore[arg-type]  # a binary file object, as BinaryIO means
+            except BaseException:  # disk full, source gone: no half-written file stays behind
+                out.close()
+                Path(out.name).unlink(missing_ok=True)
+                raise
         os.replace(out.name, path)
 
     async def _run(self, func: Callable[..., None], *args: object) -> None:
@@ -208,12 +225,16 @@ class LocalStorage:
 
 
 def object_route(storage: LocalStorage) -> Callable[[Request], Awaitable[Response]]:
-    """The `GET /files/{key}` endpoint serving objects at their signed URLs."""
+    """The `GET /files/{key}` endpoint serving objects at their signed URLs.
+
+    An image is cached privately by the browser for what is left of its URL's lifetime (never by a
+    shared cache: the URL is the only key to it), and served as what it is, never sniffed."""
 
     async def serve_object(request: Request) -> Response:
         key = request.path_params["key"]
         params = request.query_params
-        if not storage.verify(key, params.get("expires", ""), params.get("signature", "")):
+        expires = _unix_time(params.get("expires", ""))
+        if expires is None or not storage.verify(key, str(expires), params.get("signature", "")):
             return JSONResponse({"detail": "invalid or expired signature"}, status_code=403)
         try:
             path = storage.path_of(key)
@@ -221,7 +242,11 @@ def object_route(storage: LocalStorage) -> Callable[[Request], Awaitable[Respons
             return JSONResponse({"detail": "not found"}, status_code=404)
         if not await asyncio.to_thread(path.is_file):
             return JSONResponse({"detail": "not found"}, status_code=404)
-        return FileResponse(path, media_type=CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
+        remaining = max(0, expires - int(time.time()))
+        headers = {"Cache-Control": f"private, max-age={remaining}", "X-Content-Type-Options": "nosniff"}
+        return FileResponse(
+            path, media_type=CONTENT_TYPES.get(path.suffix, "application/octet-stream"), headers=headers
+        )
 
     return serve_object
 

@@ -79,6 +79,8 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
             await open_database(settings.database_url)
             stack.push_async_callback(close_database)
             http = await stack.enter_async_context(httpx.AsyncClient(timeout=JWKS_HTTP_TIMEOUT))
+            jwks = JwksCache(jwks_url=settings.jwks_url, http=http)
+            stack.push_async_callback(jwks.aclose)  # a refresh in flight ends before its client closes
             huey = create_huey(redis_url)
             stack.callback(huey.storage.pool.disconnect)
             events_client = aioredis.Redis.from_url(
@@ -111,9 +113,7 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
                     presigner=storage.presigned_get_url,
                 ),
                 queue=queue,
-                verifier=JwtVerifier(
-                    jwks=JwksCache(jwks_url=settings.jwks_url, http=http), audience=audience, issuer=settings.issuer
-                ),
+                verifier=JwtVerifier(jwks=jwks, audience=audience, issuer=settings.issuer),
                 events=hub,
                 max_upload_bytes=settings.max_upload_bytes,
                 max_image_pixels=settings.max_image_pixels,
@@ -212,19 +212,12 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_api(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from gql.serving import Listening, bind_listener, run_servers
+    from gql.serving import Listening, api_config, bind_listener, run_servers
 
     settings, workflow = _load()
     with bind_listener(args.host, args.port) as listener:
-        config = uvicorn.Config(
-            create_app(settings, workflow),
-            host=args.host,
-            port=args.port,
-            log_level=settings.log_level.lower(),
-            log_config=None,  # uvicorn's lines go through our one handler and format
-            timeout_graceful_shutdown=10,
+        config = api_config(
+            create_app(settings, workflow), host=args.host, port=args.port, log_level=settings.log_level.lower()
         )
         url = f"http://{args.host}:{listener.getsockname()[1]}"
         run_servers([Listening(config, listener)], on_started=lambda: log.info("api.listening", extra={"url": url}))

@@ -171,7 +171,13 @@ async def list_jobs(
         raise BadInput(f"first must be between 1 and {MAX_PAGE_SIZE}")
     cursor = decode_cursor(after) if after else None
     rows, more = await repository.list_user_jobs(user_id, first=first, after=cursor, status=status)
-    return JobPage(jobs=[(encode_cursor(row), view_of(row, services.urls)) for row in rows], has_next_page=more)
+
+    def page() -> list[tuple[str, JobView]]:
+        return [(encode_cursor(row), view_of(row, services.urls)) for row in rows]
+
+    # Signing two URLs per job (RSA for CloudFront) is CPU work: a page of them is built off the
+    # event loop, so one large page does not stall every other request.
+    return JobPage(jobs=await asyncio.to_thread(page), has_next_page=more)
 
 
 # How long a new watcher waits for the API's event subscription to be up before giving up.

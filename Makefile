@@ -44,6 +44,9 @@ bench: $(STAMP)
 	$(PY) tests/bench/utilisation.py
 	$(PY) tests/bench/overhead.py --trace
 	$(PY) tests/bench/fairness.py
+	$(PY) tests/bench/ingest_memory.py
+	$(PY) tests/bench/ingest_throughput.py
+	$(PY) tests/bench/url_signing.py
 
 migrate worker emulator: $(STAMP)
 	$(VENV)/bin/restoration $@

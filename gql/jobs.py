@@ -1,4 +1,5 @@
-"""The service functions behind both GraphQL and REST: submit a photo, read, list and watch jobs.
+"""The service functions behind both GraphQL and REST: submit a photo, read, list and watch jobs
+(one job, or every job of the caller).
 
 Neither the resolvers nor the REST routes hold business logic; they call these.
 """
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from redis.exceptions import RedisError
 from starlette.datastructures import UploadFile
 
 from gql.context import Services
@@ -24,16 +26,19 @@ from gql.intake import ImageInfo, inspect_image
 from gql.uploads import check_size
 from gql.views import JobPage, JobView, decode_cursor, encode_cursor, view_of
 from models import repository
-from models.job import JobStatus
+from models.job import JobStatus, RestorationJob
 from models.repository import DatabaseUnavailable
 from storage.errors import StorageError
 from storage.keys import original_key
 from tasks import metrics
-from tasks.events import JobEvent
+from tasks.events import CHANNEL, JobEvent
 
 log = logging.getLogger("restore.api")
 
 MAX_PAGE_SIZE = 100
+# Every status the contract names, as REST spells them; one the model does not have yet
+# (`cancelled`, until cancelling exists) matches no job rather than being refused.
+CONTRACT_STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
 
 
 def parse_denoise(value: object, *, default: float) -> float:
@@ -116,6 +121,7 @@ async def create_job(
             await repository.delete_job(job_id)
         await _forget_object(services, key)
         raise
+    await _announce(services, job)
     log.info(
         "restore.submitted",
         extra={
@@ -129,6 +135,17 @@ async def create_job(
     metrics.UPLOAD.observe(time.perf_counter() - started)
     metrics.JOBS_CREATED.inc()
     return view_of(job, services.urls)
+
+
+async def _announce(services: Services, job: RestorationJob) -> None:
+    """Publish the new job's PENDING state, so `jobsUpdated` watchers in every API process see it
+    appear (the worker publishes every later change). Best effort, like the worker's publishing:
+    the job is committed and queued already, so a lost announcement must not refuse it."""
+    try:
+        # The queue's Redis pool: the API's event client is kept to its one subscriber connection.
+        await asyncio.to_thread(services.queue.huey.storage.conn.publish, CHANNEL, JobEvent.of(job).encode())
+    except (RedisError, OSError) as exc:
+        log.warning("events.publish_failed", extra={"job_id": job.id, "error": repr(exc)})
 
 
 async def check_pending_ceiling(*, services: Services, user_id: str) -> None:
@@ -165,11 +182,25 @@ async def get_job(*, services: Services, user_id: str, job_id: str) -> JobView:
 
 
 async def list_jobs(
-    *, services: Services, user_id: str, first: int = 20, after: str | None = None, status: JobStatus | None = None
+    *,
+    services: Services,
+    user_id: str,
+    first: int = 20,
+    after: str | None = None,
+    status: JobStatus | str | None = None,
 ) -> JobPage:
+    """Up to `first` of the caller's jobs, newest first, after the cursor `after` (keyset: a
+    cursor only orders, so one from another user's job reveals nothing). `status` as a string is
+    one of `CONTRACT_STATUSES`; BadInput for anything else, or a bad `first` or `after`."""
     if not 1 <= first <= MAX_PAGE_SIZE:
-        raise BadInput(f"first must be between 1 and {MAX_PAGE_SIZE}")
-    cursor = decode_cursor(after) if after else None
+        raise BadInput(f"the page size must be between 1 and {MAX_PAGE_SIZE}")
+    cursor = decode_cursor(after) if after is not None else None
+    if isinstance(status, str) and not isinstance(status, JobStatus):
+        if status not in CONTRACT_STATUSES:
+            raise BadInput(f"status must be one of {', '.join(CONTRACT_STATUSES)}")
+        if status not in {member.value for member in JobStatus}:
+            return JobPage(jobs=[], has_next_page=False)
+        status = JobStatus(status)
     rows, more = await repository.list_user_jobs(user_id, first=first, after=cursor, status=status)
 
     def page() -> list[tuple[str, JobView]]:
@@ -209,6 +240,22 @@ async def watch_job(*, services: Services, user_id: str, job_id: str) -> AsyncIt
             yield services.views.get((event.id, event.seq), functools.partial(view_of, event, services.urls))
             if event.terminal:
                 return
+
+
+async def watch_user_jobs(*, services: Services, user_id: str) -> AsyncIterator[JobView]:
+    """Every change of any of the caller's jobs from now on, never another user's; never ends by
+    itself. Changes of one job arrive in order; a stale or repeated event (by `seq`) is skipped."""
+    await services.events.wait_connected(within=EVENTS_CONNECT_WAIT)
+    async with services.events.watch_user(user_id) as feed:
+        seen: dict[str, int] = {}  # unfinished jobs only: a finished job sends nothing more
+        async for event in feed:
+            if event.user_id != user_id or event.seq <= seen.get(event.id, -1):
+                continue
+            if event.terminal:
+                seen.pop(event.id, None)
+            else:
+                seen[event.id] = event.seq
+            yield services.views.get((event.id, event.seq), functools.partial(view_of, event, services.urls))
 
 
 async def current_event(job_id: str) -> JobEvent | None:

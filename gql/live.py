@@ -1,8 +1,10 @@
 """The API's one pub/sub connection on the job-event channel, fanned out to local watchers.
 
-An API process subscribes once at start-up, whatever the number of watchers; each watcher has a
-small bounded buffer (progress may be dropped, statuses never). After a reconnect every watched
-job is re-read, because events published while the connection was down are gone.
+An API process subscribes once at start-up, whatever the number of watchers. A watcher follows
+one job (`watch`, for `jobUpdated`) or every job of one user (`watch_user`, for `jobsUpdated`,
+routed by the event's `user_id`); each has a small bounded buffer (progress may be dropped,
+statuses never). After a reconnect every watched job, and every unfinished job a user watcher
+has seen, is re-read, because events published while the connection was down are gone.
 """
 
 from __future__ import annotations
@@ -27,17 +29,24 @@ RECONNECT_MAX_DELAY = 5.0
 
 
 class Subscriber:
-    """One watcher's bounded buffer of events for one job."""
+    """One watcher's bounded buffer of events: of one job, or of every job of one user."""
 
-    def __init__(self, job_id: str, *, maxlen: int = SUBSCRIBER_BUFFER) -> None:
-        self.job_id = job_id
+    def __init__(self, key: str, *, maxlen: int = SUBSCRIBER_BUFFER) -> None:
+        self.key = key
         self.dropped = 0
+        # Jobs seen here and not finished yet: re-read after a reconnect (a user watcher's only
+        # record of which jobs it must catch up on).
+        self.live: set[str] = set()
         self._maxlen = maxlen
         self._buffer: deque[JobEvent] = deque()
         self._ready = asyncio.Event()
         self._closed = False
 
     def offer(self, event: JobEvent) -> None:
+        if event.terminal:
+            self.live.discard(event.id)
+        else:
+            self.live.add(event.id)
         if len(self._buffer) >= self._maxlen:
             victim = next((queued for queued in self._buffer if queued.is_progress), None)
             if victim is not None:
@@ -84,13 +93,14 @@ class JobEventHub:
         self._client = client
         self._resync = resync
         self._buffer_size = buffer_size
-        self._watchers: dict[str, set[Subscriber]] = {}
+        self._watchers: dict[str, set[Subscriber]] = {}  # by job id
+        self._user_watchers: dict[str, set[Subscriber]] = {}  # by user id
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
     @property
     def watcher_count(self) -> int:
-        return sum(len(watchers) for watchers in self._watchers.values())
+        return sum(len(watchers) for group in (self._watchers, self._user_watchers) for watchers in group.values())
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="job-event-hub")
@@ -100,9 +110,10 @@ class JobEventHub:
             self._task.cancel()
             await asyncio.wait([self._task])
             self._task = None
-        for watchers in self._watchers.values():
-            for watcher in watchers:
-                watcher.close()
+        for group in (self._watchers, self._user_watchers):
+            for watchers in group.values():
+                for watcher in watchers:
+                    watcher.close()
         self.connected.clear()
 
     async def wait_connected(self, *, within: float) -> None:
@@ -112,19 +123,27 @@ class JobEventHub:
         except TimeoutError:
             raise EventStreamUnavailable() from None
 
-    @contextlib.asynccontextmanager
-    async def watch(self, job_id: str) -> AsyncIterator[Subscriber]:
+    def watch(self, job_id: str) -> contextlib.AbstractAsyncContextManager[Subscriber]:
         """Register a watcher for `job_id`; events published from now on reach it."""
-        watcher = Subscriber(job_id, maxlen=self._buffer_size)
-        self._watchers.setdefault(job_id, set()).add(watcher)
+        return self._registered(self._watchers, job_id)
+
+    def watch_user(self, user_id: str) -> contextlib.AbstractAsyncContextManager[Subscriber]:
+        """Register a watcher for every job of `user_id`; events published from now on reach it.
+        Events without an owner (from a worker of the previous version) reach no user watcher."""
+        return self._registered(self._user_watchers, user_id)
+
+    @contextlib.asynccontextmanager
+    async def _registered(self, group: dict[str, set[Subscriber]], key: str) -> AsyncIterator[Subscriber]:
+        watcher = Subscriber(key, maxlen=self._buffer_size)
+        group.setdefault(key, set()).add(watcher)
         try:
             yield watcher
         finally:
-            watchers = self._watchers.get(job_id)
+            watchers = group.get(key)
             if watchers is not None:
                 watchers.discard(watcher)
                 if not watchers:
-                    del self._watchers[job_id]
+                    del group[key]
 
     def dispatch(self, raw: str | bytes) -> None:
         try:
@@ -132,8 +151,14 @@ class JobEventHub:
         except (ValueError, TypeError, KeyError):
             log.warning("events.undecodable", extra={"raw": repr(raw[:200])})
             return
+        self._deliver(event)
+
+    def _deliver(self, event: JobEvent) -> None:
         for watcher in self._watchers.get(event.id, ()):
             watcher.offer(event)
+        if event.user_id is not None:
+            for watcher in self._user_watchers.get(event.user_id, ()):
+                watcher.offer(event)
 
     async def _listen(self) -> None:
         delay = RECONNECT_MIN_DELAY
@@ -163,12 +188,15 @@ class JobEventHub:
     async def _resync_all(self) -> None:
         if self._resync is None:
             return
-        for job_id in list(self._watchers):
+        job_ids = set(self._watchers)
+        for watchers in list(self._user_watchers.values()):
+            for watcher in watchers:
+                job_ids |= watcher.live
+        for job_id in job_ids:
             try:
                 event = await self._resync(job_id)
             except Exception:  # a watcher keeps its stream; it only misses this catch-up
                 log.exception("events.resync_failed", extra={"job_id": job_id})
                 continue
             if event is not None:
-                for watcher in self._watchers.get(job_id, ()):
-                    watcher.offer(event)
+                self._deliver(event)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response, Security
+from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -21,7 +21,7 @@ from gql.auth import Principal
 from gql.context import Services, authenticate, services_of
 from gql.direct_uploads import TicketView, create_upload, restore_upload
 from gql.errors import BadInput
-from gql.jobs import JobView, get_job, submit_restoration
+from gql.jobs import CONTRACT_STATUSES, MAX_PAGE_SIZE, JobView, get_job, list_jobs, submit_restoration
 from gql.uploads import read_form, single_file
 from models.error_codes import ErrorCode
 
@@ -54,6 +54,23 @@ class Job(BaseModel):
     @classmethod
     def from_view(cls, view: JobView) -> Job:
         return cls(**{**dataclasses.asdict(view), "id": str(view.id), "status": view.status.value})
+
+
+class JobList(BaseModel):
+    jobs: list[Job] = Field(description="the caller's jobs, newest first")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null exactly when no more follow")
+
+
+DEFAULT_PAGE_SIZE = 20
+
+
+def parse_limit(value: str | None) -> int:
+    """`limit` as the contract has it: ASCII digits, 1..MAX_PAGE_SIZE (checked by `list_jobs`)."""
+    if value is None:
+        return DEFAULT_PAGE_SIZE
+    if not (value.isascii() and value.isdigit()) or len(value) > 3:
+        raise BadInput(f"limit must be an integer between 1 and {MAX_PAGE_SIZE}")
+    return int(value)
 
 
 class Problem(BaseModel):
@@ -197,6 +214,48 @@ async def restore(request: Request, response: Response, user: CurrentUser, servi
         await request.close()
     response.headers["Location"] = f"{router.prefix}/jobs/{view.id}"
     return Job.from_view(view)
+
+
+# Parameters are read as text and judged by the service, so every bad value is a 422 `{"detail"}`
+# like the rest of the API (FastAPI's own validation answers a list of errors instead).
+StatusParam = Annotated[
+    str | None,
+    Query(description="only jobs with this status", json_schema_extra={"enum": list(CONTRACT_STATUSES)}),
+]
+LimitParam = Annotated[
+    str | None,
+    Query(
+        description=f"page size, 1-{MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE})",
+        json_schema_extra={"pattern": "^[0-9]+$", "example": "20"},
+    ),
+]
+CursorParam = Annotated[str | None, Query(description="a `next_cursor` from an earlier page")]
+
+
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    responses={
+        200: {"description": "a page of the caller's jobs, newest first"},
+        **ERRORS,
+        422: {"model": Problem, "description": "bad `status`, `limit` or `cursor`"},
+    },
+)
+async def jobs(
+    user: CurrentUser,
+    services: CurrentServices,
+    status: StatusParam = None,
+    limit: LimitParam = None,
+    cursor: CursorParam = None,
+) -> JobList:
+    """The caller's jobs, newest first, a page at a time (keyset cursors)."""
+    page = await list_jobs(
+        services=services, user_id=user.user_id, first=parse_limit(limit), after=cursor, status=status
+    )
+    return JobList(
+        jobs=[Job.from_view(view) for _, view in page.jobs],
+        next_cursor=page.end_cursor if page.has_next_page else None,
+    )
 
 
 @router.get(

@@ -1,4 +1,5 @@
-"""GraphQL subscriptions: `jobUpdated` streams a job's state until it is completed or failed."""
+"""GraphQL subscriptions: `jobUpdated` streams a job's state until it is completed or failed;
+`jobsUpdated` streams every change of any of the caller's jobs and never ends by itself."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import strawberry
 
 from gql.context import Info
 from gql.errors import KNOWN, graphql_error
-from gql.jobs import watch_job
+from gql.jobs import watch_job, watch_user_jobs
 from gql.types import RestorationJob
 
 
@@ -19,6 +20,17 @@ class Subscription:
         context = info.context
         try:
             async for view in watch_job(services=context.services, user_id=context.user_id, job_id=str(id)):
+                yield RestorationJob.from_view(view)
+        except KNOWN as exc:
+            raise graphql_error(exc) from exc
+
+    @strawberry.subscription(
+        description="Every change of any of the caller's jobs from now on (never another user's); never ends by itself."
+    )
+    async def jobs_updated(self, info: Info) -> AsyncGenerator[RestorationJob, None]:
+        context = info.context
+        try:
+            async for view in watch_user_jobs(services=context.services, user_id=context.user_id):
                 yield RestorationJob.from_view(view)
         except KNOWN as exc:
             raise graphql_error(exc) from exc

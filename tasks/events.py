@@ -41,6 +41,8 @@ class JobEvent:
     # Defaulted (and last) so events published by a worker of the previous version still decode.
     error_code: str | None = None
     retryable: bool | None = None
+    # The owner, so the API can route the event to `jobsUpdated` watchers; None in old events.
+    user_id: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -66,6 +68,7 @@ class JobEvent:
             updated_at=job.updated_at,
             error_code=job.error_code.value if job.error_code else None,
             retryable=job.retryable,
+            user_id=job.user_id,
         )
 
     def encode(self) -> str:

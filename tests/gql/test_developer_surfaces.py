@@ -28,6 +28,7 @@ REST_OPERATIONS = [
 ]
 # The one operation that answers with something else than a job (a direct-upload ticket, 201).
 TICKET_OPERATION = ("post", "/api/v1/restoration/uploads")
+LIST_OPERATION = ("get", "/api/v1/restoration/jobs")
 
 
 async def openapi(api: ApiServer) -> dict[str, Any]:
@@ -41,7 +42,7 @@ async def test_openapi_declares_a_jwt_bearer_scheme_on_every_rest_operation(api:
     schemes = spec["components"]["securitySchemes"]
     assert schemes == {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": ANY}}
     rest = [(method, path) for path, item in spec["paths"].items() for method in item if path.startswith("/api/")]
-    assert sorted(rest) == sorted([*REST_OPERATIONS, TICKET_OPERATION])
+    assert sorted(rest) == sorted([*REST_OPERATIONS, TICKET_OPERATION, LIST_OPERATION])
     for method, path in rest:
         assert spec["paths"][path][method]["security"] == [{"bearer": []}], (method, path)
 
@@ -59,7 +60,7 @@ async def test_openapi_documents_the_location_and_retry_after_headers(api: ApiSe
     spec = await openapi(api)
     restore = spec["paths"]["/api/v1/restoration/restore"]["post"]["responses"]
     assert restore["202"]["headers"]["Location"]["schema"] == {"type": "string"}
-    for method, path in [*REST_OPERATIONS, TICKET_OPERATION]:
+    for method, path in [*REST_OPERATIONS, TICKET_OPERATION, LIST_OPERATION]:
         unavailable = spec["paths"][path][method]["responses"]["503"]
         assert unavailable["headers"]["Retry-After"]["schema"] == {"type": "integer"}, (method, path)
 

@@ -217,7 +217,12 @@ def _cmd_api(args: argparse.Namespace) -> int:
     settings, workflow = _load()
     with bind_listener(args.host, args.port) as listener:
         config = api_config(
-            create_app(settings, workflow), host=args.host, port=args.port, log_level=settings.log_level.lower()
+            create_app(settings, workflow),
+            host=args.host,
+            port=args.port,
+            log_level=settings.log_level.lower(),
+            header_timeout_seconds=settings.http_header_timeout_seconds,
+            max_connections=settings.api_max_connections,
         )
         url = f"http://{args.host}:{listener.getsockname()[1]}"
         run_servers([Listening(config, listener)], on_started=lambda: log.info("api.listening", extra={"url": url}))

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     # An upload that sends nothing for this long is dropped (408) and its spooled file removed.
     upload_idle_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     max_image_pixels: PositiveInt = 150_000_000
+    # A connection whose request head is not complete this long after it opened (or went idle) is
+    # closed: half-sent heads (a slowloris flood) must not hold sockets (gql/serving.py).
+    http_header_timeout_seconds: Annotated[float, Field(gt=0, le=10)] = 10.0
+    # Concurrent connections one API process holds; beyond it a request gets 503.
+    api_max_connections: PositiveInt = 1000
     job_timeout_seconds: PositiveInt = 300
     signed_url_ttl_seconds: PositiveInt = 3600
     # A direct-upload ticket (its signed PUT URL and its staged object) lives this long.

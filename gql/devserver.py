@@ -87,7 +87,14 @@ def _run_dev(settings: Settings, api_factory: ApiFactory, data_dir: Path, *, hos
         dev = DevEnvironment(data_dir=data_dir, public_url=public_url, identity=identity)
         servers = [] if emulator_listener is None else [_emulator(emulator_listener, data_dir)]
         log_level = dev_settings.log_level.lower()
-        api = api_config(api_factory(dev_settings, dev), host=host, port=port, log_level=log_level)
+        api = api_config(
+            api_factory(dev_settings, dev),
+            host=host,
+            port=port,
+            log_level=log_level,
+            header_timeout_seconds=dev_settings.http_header_timeout_seconds,
+            max_connections=dev_settings.api_max_connections,
+        )
         servers.append(Listening(api, listener))
         run_servers(servers, on_started=lambda: _announce(dev, dev_settings))
     return 0

@@ -4,6 +4,14 @@ The port is bound before anything else starts (`bind_listener`), so a port alrea
 `ConfigError` line and a non-zero exit instead of a start-up that fails half-way. SIGINT/SIGTERM
 stop the servers gracefully and the process exits 0: uvicorn's own handler would re-raise the
 signal after shutting down (exit status -15).
+
+A flood of connections that never finish a request costs little: uvicorn has no deadline for a
+request head, so the API's HTTP protocol (`head_deadline_protocol`, a subclass of the one uvicorn
+would pick) closes a connection whose head is not complete within `HTTP_HEADER_TIMEOUT_SECONDS` of
+its opening, or of its going idle between two requests (idle keep-alive connections are closed
+sooner, by uvicorn's `timeout_keep_alive`). `limit_concurrency` caps the connections one process
+holds (beyond it a request gets 503), and `run_servers` raises the soft open-files limit to the
+hard one, so that cap, not "Too many open files", is what a flood meets.
 """
 
 from __future__ import annotations
@@ -11,13 +19,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
+import resource
 import signal
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+import h11
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from settings import ConfigError
 
@@ -29,6 +41,109 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 WS_MAX_MESSAGE_BYTES = 64 * 1024 + 1024
 # uvicorn has no start-up event to await; this is how often its `started` flag is looked at.
 START_POLL_SECONDS = 0.02
+# A client gets this long to send a whole request head; what a slow mobile link needs, and short
+# enough that half-sent heads (a slowloris flood) free their sockets quickly.
+HTTP_HEADER_TIMEOUT_SECONDS = 10.0
+# Concurrent connections one API process holds; beyond it uvicorn answers 503.
+API_MAX_CONNECTIONS = 1000
+# An idle keep-alive connection is closed after this long (uvicorn's default, kept explicit).
+KEEP_ALIVE_SECONDS = 5
+
+log = logging.getLogger(__name__)
+
+
+class _HeadDeadline(asyncio.Protocol):
+    """Closes the connection when a request head is not complete `head_timeout_seconds` after the
+    connection opened or went idle (the deadline does not move as bytes trickle in)."""
+
+    head_timeout_seconds: float = HTTP_HEADER_TIMEOUT_SECONDS
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def _arm_head_deadline(self) -> None:
+        if self._head_deadline is None and not self.transport.is_closing():
+            self._head_deadline = self.loop.call_later(self.head_timeout_seconds, self._head_timed_out)
+
+    def _cancel_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._head_deadline = None
+        if not self.transport.is_closing():
+            log.debug("http.header_timeout", extra={"seconds": self.head_timeout_seconds})
+            self.transport.close()
+
+
+def _pick_protocol() -> type[asyncio.Protocol]:
+    """The HTTP protocol uvicorn's `auto` would pick (httptools when installed, else h11), with
+    the head deadline."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # pragma: no cover - httptools is a dependency; h11 is uvicorn's fallback
+        return H11WithHeadDeadline
+
+    class HttpToolsWithHeadDeadline(_HeadDeadline, HttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm_head_deadline()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_head_deadline()
+            super().connection_lost(exc)
+
+        def on_headers_complete(self) -> None:
+            self._cancel_head_deadline()
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            # uvicorn arms its keep-alive timer only when no pipelined request is waiting: idle.
+            if self.timeout_keep_alive_task is not None:
+                self._arm_head_deadline()
+
+    return HttpToolsWithHeadDeadline
+
+
+class H11WithHeadDeadline(_HeadDeadline, H11Protocol):
+    """uvicorn's h11 protocol with the head deadline: armed whenever h11 waits for a request head."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_deadline()
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state is h11.IDLE:
+            self._arm_head_deadline()
+        else:
+            self._cancel_head_deadline()
+
+
+AutoWithHeadDeadline = _pick_protocol()
+
+
+def head_deadline_protocol(
+    seconds: float, *, base: type[asyncio.Protocol] = AutoWithHeadDeadline
+) -> type[asyncio.Protocol]:
+    """`base` (an HTTP protocol with the head deadline) closing heads not complete in `seconds`."""
+    return type(base.__name__, (base,), {"head_timeout_seconds": seconds})
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit; returns (soft, hard) as now set."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):  # a platform refusing it keeps the soft limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft, hard
 
 
 class _Server(uvicorn.Server):
@@ -39,7 +154,15 @@ class _Server(uvicorn.Server):
         yield
 
 
-def api_config(app: ASGIApp, *, host: str, port: int, log_level: str) -> uvicorn.Config:
+def api_config(
+    app: ASGIApp,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    header_timeout_seconds: float = HTTP_HEADER_TIMEOUT_SECONDS,
+    max_connections: int = API_MAX_CONNECTIONS,
+) -> uvicorn.Config:
     """How the API is served, for `restoration api` and `restoration dev` alike."""
     return uvicorn.Config(
         app,
@@ -49,6 +172,9 @@ def api_config(app: ASGIApp, *, host: str, port: int, log_level: str) -> uvicorn
         log_config=None,  # uvicorn's lines go through the process's one handler and format
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         ws_max_size=WS_MAX_MESSAGE_BYTES,
+        http=head_deadline_protocol(header_timeout_seconds),
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        limit_concurrency=max_connections,
     )
 
 
@@ -74,7 +200,10 @@ def bind_listener(host: str, port: int) -> socket.socket:
 
 
 def run_servers(servers: Sequence[Listening], *, on_started: Callable[[], None]) -> None:
-    """Run `serve_until_signalled` on the event loop uvicorn would pick (uvloop when installed)."""
+    """Run `serve_until_signalled` on the event loop uvicorn would pick (uvloop when installed),
+    with the open-files limit raised as far as the process may."""
+    soft, hard = raise_open_file_limit()
+    log.debug("process.open_files_limit", extra={"soft": soft, "hard": hard})
     with asyncio.Runner(loop_factory=servers[-1].config.get_loop_factory()) as runner:
         runner.run(serve_until_signalled(servers, on_started=on_started))
 

@@ -8,7 +8,9 @@ traceback, if any, on the lines below. Records from libraries (uvicorn, Huey) ke
 as the event; uvicorn's access lines are split into fields so they can be searched like ours.
 
 `configure_logging` installs the one handler on the root logger; the composition root calls it
-once per process, before anything logs. It also routes uncaught exceptions (of the main thread as
+once per process, before anything logs. Lines a connection flood repeats by the thousand (asyncio's
+accept errors, uvicorn's per-connection warnings) pass at most once per kind per 10 s
+(`OncePerInterval`), the next one counting those it held back. It also routes uncaught exceptions (of the main thread as
 `process.crashed`, of any other as `thread.crashed`) through it, so a crash is a line like any other.
 """
 
@@ -18,7 +20,8 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import PurePath
@@ -26,7 +29,7 @@ from types import TracebackType
 from typing import Any, Literal, TextIO
 from uuid import UUID
 
-__all__ = ["JsonFormatter", "LogFormat", "TextFormatter", "configure_logging", "record_fields"]
+__all__ = ["JsonFormatter", "LogFormat", "OncePerInterval", "TextFormatter", "configure_logging", "record_fields"]
 
 LogFormat = Literal["text", "json"]
 
@@ -173,6 +176,10 @@ def configure_logging(
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    for name in _PER_CONNECTION_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, OncePerInterval) for existing in logger.filters):
+            logger.addFilter(OncePerInterval(LOG_STORM_INTERVAL_SECONDS))
     asyncpg_pool = logging.getLogger("asyncpg.pool")
     if not any(isinstance(existing, OutageWithoutTraceback) for existing in asyncpg_pool.filters):
         asyncpg_pool.addFilter(OutageWithoutTraceback())
@@ -189,6 +196,40 @@ class OutageWithoutTraceback(logging.Filter):
             record.error = repr(record.exc_info[1])
             record.exc_info = None
             record.exc_text = None
+        return True
+
+
+# Loggers that write a line per connection or per accept: `asyncio` (socket.accept() out of system
+# resource, with a traceback, on every retry while files run out) and uvicorn's server logger
+# ("Invalid HTTP request received.", "Exceeded concurrency limit.").
+_PER_CONNECTION_LOGGERS = ("asyncio", "uvicorn.error")
+# One line per kind per this many seconds: enough to see a flood start and end, not a log storm.
+LOG_STORM_INTERVAL_SECONDS = 10.0
+
+
+class OncePerInterval(logging.Filter):
+    """Passes a record of a kind (its logger and unformatted message) at most once per `interval`
+    seconds; the next one that passes carries `suppressed`, how many were held back since."""
+
+    def __init__(self, interval: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        # kind -> (when one last passed, how many were held back since)
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = (record.name, str(record.msg))
+        now = self._clock()
+        with self._lock:
+            last = self._seen.get(kind)
+            if last is not None and now - last[0] < self._interval:
+                self._seen[kind] = (last[0], last[1] + 1)
+                return False
+            self._seen[kind] = (now, 0)
+        if last is not None and last[1]:
+            record.suppressed = last[1]
         return True
 
 

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "AUTH0_DOMAIN": "tenant.example.com", "AUTH0_AUDIENCE": "https://api.example.com"}
 EMULATORS = ("emulator-1", "emulator-2")
@@ -93,6 +95,26 @@ def test_two_api_replicas_behind_one_proxy_port_that_carries_websockets() -> Non
     assert "proxy_http_version 1.1;" in config
     assert re.search(r"proxy_read_timeout \d+h;", config)
     assert "$" not in config.replace("$$", "")  # nothing left for Compose to interpolate
+
+
+def default(setting: str) -> Any:
+    """The API's default for a setting (what the stack runs with: it does not override it)."""
+    return Settings.model_fields[setting].default
+
+
+def test_the_proxy_drops_stalled_clients_and_bodies_over_the_upload_limit() -> None:
+    [mount] = services()["proxy"]["configs"]
+    config = compose_file()["configs"][mount["source"]]["content"]
+    timeouts = ("client_header_timeout", "client_body_timeout", "keepalive_timeout", "send_timeout")
+    pattern = rf"^\s*({'|'.join(timeouts)}) (\d+)s;"
+    seconds = {name: int(value) for name, value in re.findall(pattern, config, re.M)}
+    assert seconds.keys() == set(timeouts)
+    assert seconds["client_header_timeout"] <= default("http_header_timeout_seconds")
+    assert seconds["client_body_timeout"] <= default("upload_idle_timeout_seconds")
+    assert seconds["keepalive_timeout"] <= 10
+    [megabytes] = re.findall(r"client_max_body_size (\d+)m;", config)
+    # The largest upload the API takes, plus room for the multipart envelope (at most 1 MiB of it).
+    assert 0 < int(megabytes) * 1024 * 1024 - default("max_upload_bytes") <= 1024 * 1024
 
 
 def test_the_emulator_profile_is_two_comfyui_hosts_listed_in_comfyui_url() -> None:

@@ -178,6 +178,14 @@ UPLOAD_BODY = {
     }
 }
 
+# The answer to both submit paths: the pending job and where to read it.
+ACCEPTED: dict[str, Any] = {
+    "description": "accepted: the job, still pending, with the original already stored",
+    "headers": {
+        "Location": {"description": "the job's URL, `/api/v1/restoration/jobs/{id}`", "schema": {"type": "string"}}
+    },
+}
+
 router = APIRouter(prefix="/api/v1/restoration", tags=["restoration"], dependencies=[Security(BEARER)])
 
 
@@ -187,15 +195,7 @@ router = APIRouter(prefix="/api/v1/restoration", tags=["restoration"], dependenc
     response_model=Job,
     openapi_extra=UPLOAD_BODY,
     responses={
-        202: {
-            "description": "accepted: the job, still pending, with the original already stored",
-            "headers": {
-                "Location": {
-                    "description": "the job's URL, `/api/v1/restoration/jobs/{id}`",
-                    "schema": {"type": "string"},
-                }
-            },
-        },
+        202: ACCEPTED,
         **ERRORS,
         400: {"model": Problem, "description": "malformed multipart body"},
         413: {"model": Problem, "description": "file or image too large"},
@@ -356,15 +356,7 @@ async def new_upload(request: Request, user: CurrentUser, services: CurrentServi
     response_model=Job,
     openapi_extra=RESTORE_UPLOAD_BODY,
     responses={
-        202: {
-            "description": "accepted: the job, still pending, with the original already stored",
-            "headers": {
-                "Location": {
-                    "description": "the job's URL, `/api/v1/restoration/jobs/{id}`",
-                    "schema": {"type": "string"},
-                }
-            },
-        },
+        202: ACCEPTED,
         **ERRORS,
         404: {"model": Problem, "description": "no such upload: unknown, expired, already used or someone else's"},
         409: {"model": Problem, "description": "nothing was sent to the upload's URL yet"},

@@ -59,6 +59,7 @@ log = logging.getLogger("restore.api")
 
 # The API's one pub/sub connection is named, so operators (and tests) can find it in CLIENT LIST.
 EVENTS_CLIENT_NAME = "restoration-api-events"
+PUBLISHER_CLIENT_NAME = "restoration-api-publisher"
 # JWKS fetches are small; a slow identity provider must not hold requests for long.
 JWKS_HTTP_TIMEOUT = httpx.Timeout(5.0, connect=3.0)
 # Seconds a running job gets to finish when the dev server stops.
@@ -130,13 +131,19 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
                 await worker.start()
                 stack.push_async_callback(worker.stop, grace=DEV_SHUTDOWN_GRACE)
             else:
-                # Jobs no worker could start in time are failed even while every worker is down.
+                # Jobs no worker could start in time are failed even while every worker is down;
+                # their change is published on a client of its own (the events client is the
+                # process's one subscriber connection).
+                publisher = aioredis.Redis.from_url(
+                    redis_url, client_name=PUBLISHER_CLIENT_NAME, socket_connect_timeout=2
+                )
+                stack.push_async_callback(publisher.aclose)
                 await stack.enter_async_context(
                     sweeping(
                         timeout_seconds=settings.job_timeout_seconds,
                         servers=settings.comfyui_urls,
                         interval=settings.reconcile_interval_seconds,
-                        on_change=EventPublisher(events_client).publish,
+                        on_change=EventPublisher(publisher).publish,
                     )
                 )
             yield

@@ -76,6 +76,14 @@ class _HeadDeadline(asyncio.Protocol):
             log.debug("http.header_timeout", extra={"seconds": self.head_timeout_seconds})
             self.transport.close()
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)  # the protocol class after this mixin in the MRO
+        self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_deadline()
+        super().connection_lost(exc)
+
 
 def _pick_protocol() -> type[asyncio.Protocol]:
     """The HTTP protocol uvicorn's `auto` would pick (httptools when installed, else h11), with
@@ -86,14 +94,6 @@ def _pick_protocol() -> type[asyncio.Protocol]:
         return H11WithHeadDeadline
 
     class HttpToolsWithHeadDeadline(_HeadDeadline, HttpToolsProtocol):
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm_head_deadline()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._cancel_head_deadline()
-            super().connection_lost(exc)
-
         def on_headers_complete(self) -> None:
             self._cancel_head_deadline()
             super().on_headers_complete()
@@ -109,14 +109,6 @@ def _pick_protocol() -> type[asyncio.Protocol]:
 
 class H11WithHeadDeadline(_HeadDeadline, H11Protocol):
     """uvicorn's h11 protocol with the head deadline: armed whenever h11 waits for a request head."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_head_deadline()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_deadline()
-        super().connection_lost(exc)
 
     def handle_events(self) -> None:
         super().handle_events()

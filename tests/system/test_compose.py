@@ -138,8 +138,8 @@ def test_no_image_is_minio_and_s3_is_a_maintained_server() -> None:
 def test_the_app_image_is_built_from_the_docker_folder_with_the_lock_file() -> None:
     stack = services()
     for name in APP_SERVICES:
-        assert stack[name]["build"] == {"context": ".", "dockerfile": ".docker/Dockerfile"}, name
-    dockerfile = (ROOT / ".docker" / "Dockerfile").read_text()
+        assert stack[name]["build"] == {"context": ".", "dockerfile": ".ci/Dockerfile"}, name
+    dockerfile = (ROOT / ".ci" / "Dockerfile").read_text()
     assert "pip install -c .ci/requirements.lock ." in dockerfile
     # Nothing for the worker, migrate or emulator containers to inherit from the image.
     assert "HEALTHCHECK" not in dockerfile

@@ -23,15 +23,17 @@ async def test_a_newcomers_job_is_sent_before_another_users_backlog(
     alice, bob = user_client(cluster.api_url, "backlog-alice"), user_client(cluster.api_url, "newcomer-bob")
 
     backlog = await submit_many(alice, 20)
-    submitted_at = time.time()  # the emulator's clock too: same host
     newcomer = await submit(bob)
+    # Bob's job is queued once his 202 is back; a slot that freed while his upload was still
+    # streaming rightly went to Alice. The emulator's clock is this host's too.
+    submitted_at = time.time()
     job, _ = await wait_terminal(bob, newcomer, within=30)
 
     assert job["status"] == "completed", (job, cluster.logs())
     received = sorted((await comfy.state())["prompts"], key=lambda prompt: prompt["received_at"])
     order = [prompt["prompt_id"] for prompt in received]
     after = [prompt["prompt_id"] for prompt in received if prompt["received_at"] >= submitted_at]
-    # Only the slots being filled when Bob submitted may go first; then it is his turn.
+    # Only the slots being filled when Bob's job was queued may go first; then it is his turn.
     assert newcomer in after[: MAX_INFLIGHT + 1], (after.index(newcomer), len(order) - len(after))
     # ... ahead of most of Alice's backlog (else this test would prove nothing).
     overtaken = set(backlog) - set(order[: order.index(newcomer)])

@@ -24,14 +24,14 @@ from gql.context import Services
 from gql.errors import BadInput, NotFound, TooManyPendingJobs
 from gql.intake import ImageInfo, inspect_image
 from gql.uploads import check_size
-from gql.views import JobPage, JobView, decode_cursor, encode_cursor, view_of
+from gql.views import JobPage, JobView, decode_cursor, encode_cursor, placed, view_of
 from models import repository
 from models.job import JobStatus, RestorationJob
 from models.repository import DatabaseUnavailable
 from storage.errors import StorageError
 from storage.keys import original_key
 from tasks import metrics
-from tasks.events import CHANNEL, JobEvent
+from tasks.events import CHANNEL, JobEvent, QueueMoved
 
 log = logging.getLogger("restore.api")
 
@@ -115,7 +115,9 @@ async def create_job(
         await _forget_object(services, key)
         raise
     try:
-        await services.queue.enqueue(job_id, user_id=user_id)
+        await services.queue.enqueue(
+            job_id, user_id=user_id, megapixels=photo.info.width * photo.info.height / 1_000_000
+        )
     except BaseException:
         with contextlib.suppress(DatabaseUnavailable):
             await repository.delete_job(job_id)
@@ -134,7 +136,7 @@ async def create_job(
     )
     metrics.UPLOAD.observe(time.perf_counter() - started)
     metrics.JOBS_CREATED.inc()
-    return view_of(job, services.urls)
+    return await _placed(services, view_of(job, services.urls))
 
 
 async def _announce(services: Services, job: RestorationJob) -> None:
@@ -178,7 +180,13 @@ async def get_job(*, services: Services, user_id: str, job_id: str) -> JobView:
     job = await repository.get_user_job(parsed, user_id) if parsed else None
     if job is None:
         raise NotFound("job not found")
-    return view_of(job, services.urls)
+    return await _placed(services, view_of(job, services.urls))
+
+
+async def _placed(services: Services, view: JobView) -> JobView:
+    """The view with its queue position and ETA (nulls when Redis cannot be read)."""
+    [view] = await placed([view], services.queue)
+    return view
 
 
 async def list_jobs(
@@ -208,7 +216,9 @@ async def list_jobs(
 
     # Signing two URLs per job (RSA for CloudFront) is CPU work: a page of them is built off the
     # event loop, so one large page does not stall every other request.
-    return JobPage(jobs=await asyncio.to_thread(page), has_next_page=more)
+    jobs = await asyncio.to_thread(page)
+    views = await placed([view for _, view in jobs], services.queue)  # one Redis round trip
+    return JobPage(jobs=[(cursor, view) for (cursor, _), view in zip(jobs, views, strict=True)], has_next_page=more)
 
 
 # How long a new watcher waits for the API's event subscription to be up before giving up.
@@ -219,7 +229,8 @@ async def watch_job(*, services: Services, user_id: str, job_id: str) -> AsyncIt
     """The job's current state, then every change, ending after a terminal state.
 
     Registers for events FIRST and reads the row SECOND, so nothing published in between is
-    lost; events not newer than what was already sent (by `seq`) are skipped.
+    lost; events not newer than what was already sent (by `seq`) are skipped. While the job is
+    pending, its new position is sent when the queue moves (throttled by the hub).
     """
     parsed = parse_job_id(job_id)
     if parsed is None:
@@ -229,33 +240,66 @@ async def watch_job(*, services: Services, user_id: str, job_id: str) -> AsyncIt
         job = await repository.get_user_job(parsed, user_id)
         if job is None:
             raise NotFound("job not found")
-        yield view_of(job, services.urls)
+        current = await _placed(services, view_of(job, services.urls))
+        yield current
         if JobStatus(job.status).terminal:
             return
         seen = job.seq
-        async for event in feed:
+        while (change := await feed.next_change()) is not None:
+            if isinstance(change, QueueMoved):
+                if current.status is JobStatus.PENDING and (moved := await _moved(services, [current])):
+                    [current] = moved
+                    yield current
+                continue
+            event = change
             if event.seq <= seen:
                 continue
             seen = event.seq
-            yield services.views.get((event.id, event.seq), functools.partial(view_of, event, services.urls))
+            view = services.views.get((event.id, event.seq), functools.partial(view_of, event, services.urls))
+            current = await _placed(services, view)
+            yield current
             if event.terminal:
                 return
 
 
+async def _moved(services: Services, views: list[JobView]) -> list[JobView]:
+    """Those of the views whose position or ETA changed, re-read (one round trip)."""
+    again = await placed(views, services.queue)
+    return [
+        new
+        for old, new in zip(views, again, strict=True)
+        if (new.queue_position, new.eta_seconds) != (old.queue_position, old.eta_seconds)
+    ]
+
+
 async def watch_user_jobs(*, services: Services, user_id: str) -> AsyncIterator[JobView]:
     """Every change of any of the caller's jobs from now on, never another user's; never ends by
-    itself. Changes of one job arrive in order; a stale or repeated event (by `seq`) is skipped."""
+    itself. Changes of one job arrive in order; a stale or repeated event (by `seq`) is skipped.
+    The pending jobs seen so far are sent again when the queue moves and their position changed."""
     await services.events.wait_connected(within=EVENTS_CONNECT_WAIT)
     async with services.events.watch_user(user_id) as feed:
         seen: dict[str, int] = {}  # unfinished jobs only: a finished job sends nothing more
-        async for event in feed:
+        pending: dict[str, JobView] = {}  # the last view sent of each pending job
+        while (change := await feed.next_change()) is not None:
+            if isinstance(change, QueueMoved):
+                for view in await _moved(services, list(pending.values())) if pending else []:
+                    pending[str(view.id)] = view
+                    yield view
+                continue
+            event = change
             if event.user_id != user_id or event.seq <= seen.get(event.id, -1):
                 continue
             if event.terminal:
                 seen.pop(event.id, None)
             else:
                 seen[event.id] = event.seq
-            yield services.views.get((event.id, event.seq), functools.partial(view_of, event, services.urls))
+            view = services.views.get((event.id, event.seq), functools.partial(view_of, event, services.urls))
+            view = await _placed(services, view)
+            if view.status is JobStatus.PENDING:
+                pending[event.id] = view
+            else:
+                pending.pop(event.id, None)
+            yield view
 
 
 async def current_event(job_id: str) -> JobEvent | None:

@@ -5,6 +5,8 @@ one job (`watch`, for `jobUpdated`) or every job of one user (`watch_user`, for 
 routed by the event's `user_id`); each has a small bounded buffer (progress may be dropped,
 statuses never). After a reconnect every watched job, and every unfinished job a user watcher
 has seen, is re-read, because events published while the connection was down are gone.
+A "queue moved" message (a job started) nudges every watcher, at most once per
+`QUEUE_MOVED_INTERVAL`, so the positions of pending jobs are re-read and re-sent.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from tasks.events import CHANNEL, JobEvent
+from tasks.events import CHANNEL, JobEvent, QueueMoved, decode_message
 
 log = logging.getLogger("restore.events")
 
@@ -26,6 +28,8 @@ log = logging.getLogger("restore.events")
 SUBSCRIBER_BUFFER = 16
 RECONNECT_MIN_DELAY = 0.2
 RECONNECT_MAX_DELAY = 5.0
+# Positions change with every start; a pending job's watcher is told at most this often.
+QUEUE_MOVED_INTERVAL = 1.0
 
 
 class Subscriber:
@@ -41,6 +45,7 @@ class Subscriber:
         self._buffer: deque[JobEvent] = deque()
         self._ready = asyncio.Event()
         self._closed = False
+        self._moved = False
 
     def offer(self, event: JobEvent) -> None:
         if event.terminal:
@@ -61,6 +66,24 @@ class Subscriber:
     def close(self) -> None:
         self._closed = True
         self._ready.set()
+
+    def nudge(self) -> None:
+        """The queue moved: `next_change` says so (once, however many moves came meanwhile)."""
+        self._moved = True
+        self._ready.set()
+
+    async def next_change(self) -> JobEvent | QueueMoved | None:
+        """The next event, else a `QueueMoved` if the queue moved since the last call; None once
+        closed. (Iterating the subscriber instead yields the events alone.)"""
+        while not self._buffer:
+            if self._closed:
+                return None
+            if self._moved:
+                self._moved = False
+                return QueueMoved()
+            self._ready.clear()
+            await self._ready.wait()
+        return self._buffer.popleft()
 
     def __aiter__(self) -> Subscriber:
         return self
@@ -97,6 +120,8 @@ class JobEventHub:
         self._user_watchers: dict[str, set[Subscriber]] = {}  # by user id
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        self._moved_at = 0.0
+        self._nudging: asyncio.TimerHandle | None = None
 
     @property
     def watcher_count(self) -> int:
@@ -110,6 +135,9 @@ class JobEventHub:
             self._task.cancel()
             await asyncio.wait([self._task])
             self._task = None
+        if self._nudging is not None:
+            self._nudging.cancel()
+            self._nudging = None
         for group in (self._watchers, self._user_watchers):
             for watchers in group.values():
                 for watcher in watchers:
@@ -147,11 +175,30 @@ class JobEventHub:
 
     def dispatch(self, raw: str | bytes) -> None:
         try:
-            event = JobEvent.decode(raw)
+            message = decode_message(raw)
         except (ValueError, TypeError, KeyError):
             log.warning("events.undecodable", extra={"raw": repr(raw[:200])})
             return
-        self._deliver(event)
+        if isinstance(message, QueueMoved):
+            self._queue_moved()
+        else:
+            self._deliver(message)
+
+    def _queue_moved(self) -> None:
+        """Nudge every watcher now, or once the throttle interval since the last nudge is over."""
+        if self._nudging is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._moved_at + QUEUE_MOVED_INTERVAL - loop.time())
+        self._nudging = loop.call_later(delay, self._nudge_all)
+
+    def _nudge_all(self) -> None:
+        self._nudging = None
+        self._moved_at = asyncio.get_running_loop().time()
+        for group in (self._watchers, self._user_watchers):
+            for watchers in group.values():
+                for watcher in watchers:
+                    watcher.nudge()
 
     def _deliver(self, event: JobEvent) -> None:
         for watcher in self._watchers.get(event.id, ()):

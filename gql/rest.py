@@ -48,6 +48,12 @@ class Job(BaseModel):
     error_code: ErrorCode | None = Field(description="Set exactly when failed.")
     retryable: bool | None = Field(description="Set exactly when failed: may submitting the photo again succeed?")
     progress: float | None
+    queue_position: int | None = Field(
+        description="While pending: the 1-based place among all pending jobs, of every user, in start order."
+    )
+    eta_seconds: float | None = Field(
+        description="While pending or processing: estimated seconds until done, from recent jobs (null until measured)."
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -53,6 +53,12 @@ class RestorationJob:
         description="Set exactly when FAILED: whether submitting the same photo again may succeed."
     )
     progress: float | None
+    queue_position: int | None = strawberry.field(
+        description="While PENDING: the 1-based place among all pending jobs, of every user, in start order."
+    )
+    eta_seconds: float | None = strawberry.field(
+        description="While PENDING or PROCESSING: estimated seconds until done, from recent jobs (null until measured)."
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -1,13 +1,16 @@
 """What clients see of a job: `JobView` (URLs minted at read time), its conversions, and cursors.
 
 REST and GraphQL both present `JobView`s; this is the one place a job row or a job event becomes
-one. Signed URLs expire, so they are minted here, per read, from the stored keys.
+one. Signed URLs expire, so they are minted here, per read, from the stored keys; a job's place
+in the queue and its ETA are read from Redis per read too (`placed`), never stored in a view
+that is shared.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -20,6 +23,8 @@ from models.error_codes import ErrorCode
 from models.job import JobStatus, RestorationJob
 from models.repository import Cursor
 from storage.urls import ImageUrls
+from tasks.estimates import UNKNOWN, Asked
+from tasks.queue import JobQueue
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,26 @@ class JobView:
     progress: float | None
     created_at: datetime
     updated_at: datetime
+    # Read per view from the queue (`placed`): the 1-based start order of a pending job among all
+    # pending jobs, and the seconds until a pending or processing job is done; None otherwise.
+    queue_position: int | None = None
+    eta_seconds: float | None = None
+
+
+# Only these can have a place in the queue or an ETA.
+WAITING = (JobStatus.PENDING, JobStatus.PROCESSING)
+
+
+async def placed(views: list[JobView], queue: JobQueue) -> list[JobView]:
+    """The views with their queue position and ETA, read in one round trip for the whole list;
+    unchanged (nulls) when Redis cannot be read."""
+    asked = [
+        Asked(id=str(view.id), status=view.status, progress=view.progress) for view in views if view.status in WAITING
+    ]
+    if not asked:
+        return views
+    standings = await queue.standings(asked)
+    return [dataclasses.replace(view, **dataclasses.asdict(standings.get(str(view.id), UNKNOWN))) for view in views]
 
 
 class JobState(Protocol):

@@ -3,7 +3,9 @@
 One channel carries every job's events (the job id is inside), so an API process needs exactly
 one subscription, made once at start-up, whatever the number of watchers. Each event carries the
 whole job state and the row's `seq`, which grows with every change: a watcher drops anything
-not newer than what it already has and can tell when it missed something.
+not newer than what it already has and can tell when it missed something. The same channel
+carries one tiny `QueueMoved` per job start (no job state: the API re-reads the positions of
+its pending watchers); `decode_message` tells the two apart.
 """
 
 from __future__ import annotations
@@ -83,6 +85,25 @@ class JobEvent:
         data["created_at"] = datetime.fromisoformat(data["created_at"])
         data["updated_at"] = datetime.fromisoformat(data["updated_at"])
         return cls(**data)
+
+
+QUEUE_MOVED = "queue-moved"
+
+
+@dataclass(frozen=True)
+class QueueMoved:
+    """A job left the queue (started or withdrawn): the pending jobs behind it moved up."""
+
+    def encode(self) -> str:
+        return json.dumps({"kind": QUEUE_MOVED}, separators=(",", ":"))
+
+
+def decode_message(raw: str | bytes) -> JobEvent | QueueMoved:
+    """Either message of the channel (ValueError, TypeError or KeyError when it is neither)."""
+    data = json.loads(raw)
+    if isinstance(data, dict) and data.get("kind") == QUEUE_MOVED:
+        return QueueMoved()
+    return JobEvent.decode(raw)
 
 
 class EventPublisher:

@@ -8,19 +8,30 @@ The queue is Huey's priority queue (a Redis sorted set): each job's priority is 
 start tag (`tasks.scheduler.FairTurns`), so jobs start in turn across users, in arrival order
 within one user. A worker's consumer threads dequeue through its `SlotGate` (`FairHuey.gate`):
 no free slot on a reachable ComfyUI server, no message taken.
+
+Each job's sorted-set member is remembered at enqueue (`FairStorage`), so its place in the queue
+is one `ZRANK` and a pending job can be withdrawn; `tasks.estimates` reads and records the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
+import struct
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis
 from huey import PriorityRedisHuey
 from huey.api import Task, TaskWrapper
+from huey.storage import PriorityRedisStorage
 
+from tasks.estimates import Asked, QueueEstimates, Standing
 from tasks.scheduler import FairTurns, SlotGate
+
+log = logging.getLogger("restore.queue")
 
 # Named apart from the plain list queue of earlier versions, so an upgrade never meets a Redis key
 # of the other type; the reconciler queues again whatever pending job lost its message.
@@ -39,15 +50,48 @@ class QueueUnavailable(Exception):
         super().__init__("job queue unavailable")
 
 
-class FairHuey(PriorityRedisHuey):
-    """Huey's priority queue on Redis whose dequeue goes through the worker's `SlotGate`, if any."""
+class FairStorage(PriorityRedisStorage):
+    """Huey's Redis priority queue, which also remembers each job's member (`members_key`).
 
+    A member is Huey's own: an 8-byte big-endian enqueue time in microseconds, then the message
+    (its dequeue strips the 8 bytes); the score is the fair tag. Ties thus go in enqueue order,
+    and the set's order is exactly the order in which workers pop, i.e. start, the jobs.
+    """
+
+    @property
+    def members_key(self) -> str:
+        return f"{self.queue_key}.members"
+
+    def enqueue_job(self, pipe: redis.client.Pipeline, job_id: str, data: bytes, *, tag: int) -> None:
+        member = struct.pack(">Q", int(time.time() * 1e6)) + data
+        pipe.zadd(self.queue_key, {member: tag})
+        pipe.hset(self.members_key, job_id, member)
+
+    def flush_queue(self) -> None:
+        super().flush_queue()
+        self.conn.delete(self.members_key)
+
+
+class FairHuey(PriorityRedisHuey):
+    """Huey's priority queue on Redis whose dequeue goes through the worker's `SlotGate`, if any,
+    and records each start (`QueueEstimates.started`)."""
+
+    storage_class = FairStorage
+    storage: FairStorage
     gate: SlotGate | None = None
 
+    @functools.cached_property
+    def estimates(self) -> QueueEstimates:
+        return QueueEstimates(self.storage.conn, queue_key=self.storage.queue_key, members_key=self.storage.members_key)
+
     def dequeue(self) -> Task | None:
-        if self.gate is None:
-            return super().dequeue()
-        return self.gate.dequeue(super().dequeue)
+        task = super().dequeue() if self.gate is None else self.gate.dequeue(super().dequeue)
+        if task is not None and task.args:
+            try:
+                self.estimates.started(str(task.args[0]))
+            except redis.RedisError as exc:  # the job runs anyway; only its estimate misses it
+                log.warning("queue.start_not_recorded", extra={"job_id": task.args[0], "error": repr(exc)})
+        return task
 
 
 def create_huey(redis_url: str, *, blocking: bool = True) -> FairHuey:
@@ -81,6 +125,7 @@ class JobQueue:
     def __init__(self, huey: FairHuey) -> None:
         self.huey = huey
         self.fair = FairTurns(huey.storage.conn)
+        self.estimates = huey.estimates
         self._runner: Runner | None = None
         # Huey names a task after its function's module and the name given here, so every
         # process that builds a JobQueue agrees on `tasks.queue.restore`.
@@ -95,10 +140,11 @@ class JobQueue:
             raise RuntimeError(f"job {job_id}: this process does not run restore tasks (no worker attached)")
         self._runner(job_id)
 
-    async def enqueue(self, job_id: uuid.UUID, *, user_id: str) -> None:
-        """Queue the job in its owner's fair turn."""
+    async def enqueue(self, job_id: uuid.UUID, *, user_id: str, megapixels: float | None = None) -> None:
+        """Queue the job in its owner's fair turn; `megapixels` (of the original) picks its
+        execution estimate."""
         try:
-            await asyncio.to_thread(self._enqueue, str(job_id), user_id)
+            await asyncio.to_thread(self._enqueue, str(job_id), user_id, megapixels)
         except redis.RedisError as exc:
             raise QueueUnavailable() from exc
 
@@ -110,11 +156,39 @@ class JobQueue:
             raise QueueUnavailable() from exc
 
     def _enqueue_first(self, job_id: str) -> None:
-        self.task(job_id, priority=-self.fair.clock())
+        self._place(job_id, tag=self.fair.clock())
 
-    def _enqueue(self, job_id: str, user_id: str) -> None:
-        tag = self.fair.tag_for(user_id)
-        self.task(job_id, priority=-tag)
+    def _enqueue(self, job_id: str, user_id: str, megapixels: float | None) -> None:
+        self._place(job_id, tag=self.fair.tag_for(user_id), megapixels=megapixels)
+
+    def _place(self, job_id: str, *, tag: int, megapixels: float | None = None) -> None:
+        """Put the job's message in the queue with its fair tag (Huey's priority is minus the
+        tag), remembering its member and, when given, its size: one transaction."""
+        data = self.huey.serialize_task(self.task.s(job_id, priority=-tag))
+        pipe = self.huey.storage.conn.pipeline(transaction=True)
+        self.huey.storage.enqueue_job(pipe, job_id, data, tag=tag)
+        if megapixels:
+            self.estimates.note_size(pipe, job_id, megapixels=megapixels)
+        pipe.execute()
+
+    async def withdraw(self, job_id: uuid.UUID | str) -> bool:
+        """Drop a pending job from the queue (its message) and from the order; True when its
+        message was still there. For a cancelled job: the worker's claim refuses it anyway."""
+        try:
+            return await asyncio.to_thread(self.estimates.withdraw, str(job_id))
+        except redis.RedisError as exc:
+            raise QueueUnavailable() from exc
+
+    async def standings(self, jobs: Sequence[Asked]) -> dict[str, Standing]:
+        """Place in the queue and ETA of each job (pending or processing), in one round trip;
+        an empty answer when Redis cannot be read (a reader then shows nulls, never an error)."""
+        if not jobs:
+            return {}
+        try:
+            return await asyncio.to_thread(self.estimates.read, jobs)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("queue.standing_unavailable", extra={"error": repr(exc)})
+            return {}
 
     async def depth(self) -> int:
         try:

@@ -32,6 +32,7 @@ from storage.base import ObjectStore
 from storage.s3 import S3Storage, make_s3_client
 from tasks import metrics
 from tasks.deadline import sweeping
+from tasks.estimates import observing, workflow_key
 from tasks.events import EventPublisher
 from tasks.queue import FairHuey, JobQueue
 from tasks.reconcile import Reconciler
@@ -95,7 +96,10 @@ async def restorer_session(
                 workflow=workflow,
                 worker_id=worker_id,
                 job_timeout=settings.job_timeout_seconds,
-                on_change=EventPublisher(publisher_client).publish,
+                # Each job that ends is measured for the ETAs before its change is published.
+                on_change=observing(
+                    queue.estimates, EventPublisher(publisher_client).publish, workflow=workflow_key(workflow)
+                ),
                 lease_seconds=settings.worker_lease_seconds,
                 give_back=gate.release,
                 requeue=queue.enqueue_first,

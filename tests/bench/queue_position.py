@@ -5,7 +5,8 @@ Run by hand: `.venv/bin/python tests/bench/queue_position.py [--pending 10000 --
 1. Read cost (Redis alone, this process): the queue is filled with `--pending` jobs of `--users`
    users in their fair turns (Huey's sorted set + the job → member hash); at 100, 1,000 and the
    full length, the time of one job's standing (place + ETA, one script call) and of a page of
-   100, p50/p95/p99 of 2,000 reads (300 for pages).
+   100, p50/p95/p99 of 2,000 reads (300 for pages); then the same at full length as the API does
+   it (`JobQueue.standings`, awaited: the script in a thread).
 2. Read cost through the API (a real `restoration api` process, no worker): 100 pending jobs of
    one user among the `--pending` others, one job made `failed`; p50/p99 of 500 GraphQL `job`
    queries (interleaved) for a pending job (with queuePosition etaSeconds) against the failed one
@@ -88,8 +89,21 @@ def redis_read_cost(pending: int, users: int) -> list[str]:
         hundred = timed(lambda: queue.estimates.read(page), 300)  # noqa: B023 - used at once
         out.append(f"   {length:>6} pending: one job (place {position}): {figures(one)}")
         out.append(f"   {length:>6} pending: a page of 100: {figures(hundred)}")
+    one, hundred = asyncio.run(as_the_api_reads(queue, last, page))
+    out.append(f"   {pending:>6} pending, as the API reads (a thread of asyncio, awaited): one {figures(one)}")
+    out.append(f"   {pending:>6} pending, as the API reads: a page of 100 {figures(hundred)}")
     queue.huey.storage.conn.flushdb()
     return out
+
+
+async def as_the_api_reads(queue: JobQueue, one: list[Asked], page: list[Asked]) -> tuple[list[float], list[float]]:
+    samples: tuple[list[float], list[float]] = ([], [])
+    for asked, out, repeat in ((one, samples[0], 2000), (page, samples[1], 300)):
+        for _ in range(repeat):
+            started = time.perf_counter()
+            await queue.standings(asked)
+            out.append(time.perf_counter() - started)
+    return samples
 
 
 async def api_read_cost(pending: int, users: int) -> list[str]:

@@ -260,7 +260,7 @@ class QueueEstimates:
         }
 
     def clear(self) -> None:
-        """Forget every measurement and recorded job (tests, and an operator's reset)."""
+        """Forget every measurement and recorded job (for tests)."""
         self._client.delete(JOBS_KEY, STATS_KEY)
 
 

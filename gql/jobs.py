@@ -263,12 +263,14 @@ async def watch_job(*, services: Services, user_id: str, job_id: str) -> AsyncIt
 
 
 async def _moved(services: Services, views: list[JobView]) -> list[JobView]:
-    """Those of the views whose position or ETA changed, re-read (one round trip)."""
+    """Those of the views whose position or ETA changed, re-read (one round trip). A job that
+    lost its place is being started (or withdrawn): its own event follows, so it is left out."""
     again = await placed(views, services.queue)
     return [
         new
         for old, new in zip(views, again, strict=True)
-        if (new.queue_position, new.eta_seconds) != (old.queue_position, old.eta_seconds)
+        if new.queue_position is not None
+        and (new.queue_position, new.eta_seconds) != (old.queue_position, old.eta_seconds)
     ]
 
 

@@ -87,7 +87,7 @@ async def submit_restoration(
     started = time.perf_counter()
     value = parse_denoise(denoise, default=services.default_denoise)
     key = parse_key(idempotency_key)
-    digest = await digest_of(upload)
+    digest = await digest_of(upload) if key is not None else None
     claim = None
     if key is not None:
         outcome = await services.idempotency.claim(
@@ -154,7 +154,8 @@ class JudgedPhoto:
     # Puts the photo's exact bytes at the given key (a PUT from a spool, or a copy inside the store).
     store: Callable[[str], Awaitable[None]]
     source: str  # "multipart" | "direct", for the log
-    digest: str  # hex SHA-256 of its bytes, computed while they were read (idempotency keys)
+    # Hex SHA-256 of its bytes, computed while they were read; None when no idempotency key needs it.
+    digest: str | None = None
 
 
 async def create_job(
@@ -192,7 +193,7 @@ async def create_job(
             await repository.delete_job(job_id)
         await _forget_object(services, key)
         raise
-    if claim is not None:
+    if claim is not None and photo.digest is not None:
         await claim.complete(job_id=job_id, digest=photo.digest)
     await _announce(services, job)
     log.info(

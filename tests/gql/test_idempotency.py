@@ -9,7 +9,7 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -366,18 +366,31 @@ class CountingSpool(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
         return count
 
 
+async def rest_accepts(client: httpx.AsyncClient, key: str | None, data: bytes) -> bool:
+    return (await submit(client, key, data)).status_code == 202
+
+
+async def graphql_accepts(client: httpx.AsyncClient, key: str | None, data: bytes) -> bool:
+    return "errors" not in await graphql_submit(client, key, data)
+
+
+@pytest.mark.parametrize("accepts", [rest_accepts, graphql_accepts], ids=["rest", "graphql"])
 async def test_a_keyed_submit_reads_the_spool_no_more_than_an_unkeyed_one(
-    client: httpx.AsyncClient, redis_client: aioredis.Redis, user: str, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient,
+    redis_client: aioredis.Redis,
+    user: str,
+    monkeypatch: pytest.MonkeyPatch,
+    accepts: Callable[[httpx.AsyncClient, str | None, bytes], Awaitable[bool]],
 ) -> None:
     monkeypatch.setattr(starlette.formparsers, "SpooledTemporaryFile", CountingSpool)
     data = images.jpeg_bytes(1200, 900)
 
     CountingSpool.bytes_read = 0
-    assert (await submit(client, None, data)).status_code == 202
+    assert await accepts(client, None, data)
     unkeyed = CountingSpool.bytes_read
     CountingSpool.bytes_read = 0
     key = new_key()
-    assert (await submit(client, key, data)).status_code == 202
+    assert await accepts(client, key, data)
     keyed = CountingSpool.bytes_read
 
     assert unkeyed >= len(data)  # the spool was counted: judged and stored from it

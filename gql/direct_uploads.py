@@ -6,8 +6,8 @@ the staged object by the multipart upload's rules (streamed from storage into a 
 whole in memory), then hands it to `gql.jobs.create_job`, whose `store` step is a copy inside the
 store to `originals/{job_id}.{ext}`. The download that feeds the judgement also computes the
 bytes' SHA-256 (`HashingWriter`), for idempotency keys. The staged object is deleted whether the
-photo was accepted or refused. Only when a dependency is unavailable (503) is the ticket given back and the staged
-object kept, so the same restore can be retried.
+photo was accepted or refused. Only when a dependency is unavailable (503) is the ticket given
+back and the staged object kept, so the same restore can be retried.
 
 Tickets are rows in PostgreSQL (`models.upload`): the restore takes one with a conditional update,
 so two restores of one ticket never both get it, and `tasks.upload_sweep` finds the expired ones

@@ -197,6 +197,8 @@ IdempotencyKey = Annotated[
         alias="Idempotency-Key",
         description="1-255 visible ASCII characters; a retry with the same key and the same photo and"
         " denoise gets the first request's job back (remembered IDEMPOTENCY_TTL_SECONDS, per user)",
+        # Documented, judged by `parse_key` (so a bad key is a 422 `{"detail"}` like every other).
+        json_schema_extra={"pattern": "^[!-~]{1,255}$", "minLength": 1, "maxLength": 255},
     ),
 ]
 IDEMPOTENCY_CONFLICT = {

@@ -31,7 +31,8 @@ from gql.context import Services
 from gql.devauth import JWKS_PATH
 from gql.devenv import DevEnvironment
 from gql.errors import add_error_handlers
-from gql.jobs import current_event
+from gql.idempotency import IdempotencyStore
+from gql.jobs import current_event, user_events_since
 from gql.live import JobEventHub
 from gql.ops import router as ops_router
 from gql.requestid import REQUEST_ID_HEADER, RequestIdFilter, RequestIdMiddleware
@@ -60,6 +61,7 @@ log = logging.getLogger("restore.api")
 # The API's one pub/sub connection is named, so operators (and tests) can find it in CLIENT LIST.
 EVENTS_CLIENT_NAME = "restoration-api-events"
 PUBLISHER_CLIENT_NAME = "restoration-api-publisher"
+IDEMPOTENCY_CLIENT_NAME = "restoration-api-idempotency"
 # JWKS fetches are small; a slow identity provider must not hold requests for long.
 JWKS_HTTP_TIMEOUT = httpx.Timeout(5.0, connect=3.0)
 # Seconds a running job gets to finish when the dev server stops.
@@ -88,7 +90,7 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
                 redis_url, client_name=EVENTS_CLIENT_NAME, socket_connect_timeout=2, health_check_interval=15
             )
             stack.push_async_callback(events_client.aclose)
-            hub = JobEventHub(events_client, resync=current_event)
+            hub = JobEventHub(events_client, resync=current_event, catch_up=user_events_since)
             await hub.start()
             stack.push_async_callback(hub.close)
             storage: ObjectStore = local if local is not None else await asyncio.to_thread(s3_storage, settings)
@@ -98,6 +100,10 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
                 else None
             )
             queue = JobQueue(huey)
+            idempotency_client = aioredis.Redis.from_url(
+                redis_url, client_name=IDEMPOTENCY_CLIENT_NAME, socket_connect_timeout=2
+            )
+            stack.push_async_callback(idempotency_client.aclose)
             app.state.comfy_probes = [
                 ComfyClient(base_url=url, http=http, client_id="api-probe") for url in settings.comfyui_urls
             ]
@@ -116,6 +122,7 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
                 queue=queue,
                 verifier=JwtVerifier(jwks=jwks, audience=audience, issuer=settings.issuer),
                 events=hub,
+                idempotency=IdempotencyStore(idempotency_client, ttl_seconds=settings.idempotency_ttl_seconds),
                 max_upload_bytes=settings.max_upload_bytes,
                 max_image_pixels=settings.max_image_pixels,
                 default_denoise=workflow.default_denoise,

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     api_max_connections: PositiveInt = 1000
     job_timeout_seconds: PositiveInt = 300
     signed_url_ttl_seconds: PositiveInt = 3600
+    # How long an `Idempotency-Key` is remembered (with the job it made).
+    idempotency_ttl_seconds: PositiveInt = 86400
     # A direct-upload ticket (its signed PUT URL and its staged object) lives this long.
     upload_ttl_seconds: PositiveInt = 3600
     # A user with this many pending jobs gets 429 on the next submit; unset = no per-user limit

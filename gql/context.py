@@ -15,6 +15,7 @@ from strawberry.fastapi import BaseContext
 from strawberry.types import Info as StrawberryInfo
 
 from gql.auth import AuthError, JwtVerifier, Principal, bearer_token
+from gql.idempotency import IdempotencyStore
 from gql.live import JobEventHub
 from gql.uploads import is_multipart, read_form, validate_graphql_multipart
 from gql.views import JobView, SmallCache
@@ -36,6 +37,8 @@ class Services:
     queue: JobQueue
     verifier: JwtVerifier
     events: JobEventHub
+    # Every user's idempotency keys (IDEMPOTENCY_TTL_SECONDS), in Redis.
+    idempotency: IdempotencyStore
     max_upload_bytes: int
     max_image_pixels: int
     default_denoise: float

@@ -4,9 +4,10 @@
 `uploads/{ticket}`, valid for UPLOAD_TTL_SECONDS. `restore_upload` takes the ticket (once), judges
 the staged object by the multipart upload's rules (streamed from storage into a spool file, never
 whole in memory), then hands it to `gql.jobs.create_job`, whose `store` step is a copy inside the
-store to `originals/{job_id}.{ext}`. The staged object is deleted whether the photo was accepted
-or refused. Only when a dependency is unavailable (503) is the ticket given back and the staged
-object kept, so the same restore can be retried.
+store to `originals/{job_id}.{ext}`. The download that feeds the judgement also computes the
+bytes' SHA-256 (`HashingWriter`), for idempotency keys. The staged object is deleted whether the
+photo was accepted or refused. Only when a dependency is unavailable (503) is the ticket given
+back and the staged object kept, so the same restore can be retried.
 
 Tickets are rows in PostgreSQL (`models.upload`): the restore takes one with a conditional update,
 so two restores of one ticket never both get it, and `tasks.upload_sweep` finds the expired ones
@@ -16,6 +17,7 @@ so two restores of one ticket never both get it, and `tasks.upload_sweep` finds 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import re
 import tempfile
@@ -23,10 +25,20 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from gql.context import Services
 from gql.errors import BadInput, Conflict, NotFound, PayloadTooLarge
-from gql.jobs import JobView, JudgedPhoto, check_pending_ceiling, create_job, judge_photo, parse_denoise
+from gql.idempotency import Claim, Content, Record, Replay, Undecided, holding, judge, parse_key
+from gql.jobs import (
+    JudgedPhoto,
+    Submission,
+    check_pending_ceiling,
+    create_job,
+    judge_photo,
+    parse_denoise,
+    replay,
+)
 from models import repository
 from models.repository import DatabaseUnavailable
 from models.upload import UploadTicket
@@ -93,32 +105,70 @@ async def create_upload(*, services: Services, user_id: str, size: object, conte
     return TicketView(id=ticket_id, url=signed.url, method=signed.method, headers=signed.headers, expires_at=expires_at)
 
 
-async def restore_upload(*, services: Services, user_id: str, upload_id: str, denoise: object = None) -> JobView:
+async def restore_upload(
+    *, services: Services, user_id: str, upload_id: str, denoise: object = None, idempotency_key: object = None
+) -> Submission:
     """Submit the photo staged under the caller's ticket, exactly as a multipart upload.
 
     NotFound: no such ticket, expired, already used, or someone else's (one answer for all).
     Conflict: nothing was sent to the URL yet (the ticket stays usable).
+
+    With an idempotency key, the key is claimed first, naming the upload id: a retry with the
+    same key and upload id is answered the key's job even though the ticket is spent by then. A
+    key whose job came from other bytes is judged once this upload's digest is known; a replay
+    then consumes this ticket and removes its staged object like any restore, and creates nothing.
     """
     started = time.perf_counter()
     value = parse_denoise(denoise, default=services.default_denoise)
-    ticket = await _live_ticket(upload_id, user_id)
-    key = upload_key(ticket.id)
-    staged = await services.storage.stat(key)
-    if staged is None:
-        raise Conflict("nothing was uploaded for this ticket yet: send the photo to its URL first")
-    # Before the ticket is taken, so a user at the ceiling can restore the same upload later.
-    await check_pending_ceiling(services=services, user_id=user_id)
-    if not await repository.take_upload_ticket(ticket.id, user_id):
-        raise NotFound("upload not found")  # another restore took it a moment ago
-    keep_staged = False
+    idempotency = parse_key(idempotency_key)
+    claim: Claim | None = None
+    earlier: Record | None = None
+    if idempotency is not None:
+        content = Content(denoise=value, upload_id=_normal_id(upload_id))
+        outcome = await services.idempotency.claim(user_id=user_id, key=idempotency, content=content)
+        if isinstance(outcome, Replay):
+            return await replay(services=services, user_id=user_id, job_id=outcome.job_id)
+        if isinstance(outcome, Undecided):
+            earlier = outcome.record
+        else:
+            claim = outcome
+    async with holding(claim):
+        ticket = await _live_ticket(upload_id, user_id)
+        key = upload_key(ticket.id)
+        staged = await services.storage.stat(key)
+        if staged is None:
+            raise Conflict("nothing was uploaded for this ticket yet: send the photo to its URL first")
+        # Before the ticket is taken, so a user at the ceiling can restore the same upload later.
+        if earlier is None:
+            await check_pending_ceiling(services=services, user_id=user_id)
+        if not await repository.take_upload_ticket(ticket.id, user_id):
+            raise NotFound("upload not found")  # another restore took it a moment ago
+        keep_staged = False
+        try:
+            return await _restore_staged(
+                services,
+                ticket=ticket,
+                key=key,
+                staged=staged,
+                denoise=value,
+                started=started,
+                claim=claim,
+                earlier=earlier,
+            )
+        except _UNAVAILABLE:
+            keep_staged = await _give_back(ticket)
+            raise
+        finally:
+            if not keep_staged:
+                await _forget_staged(services, key)
+
+
+def _normal_id(upload_id: str) -> str:
+    """The upload id as tickets spell it, so `ABC…` and `abc…` name one ticket."""
     try:
-        return await _restore_staged(services, ticket=ticket, key=key, staged=staged, denoise=value, started=started)
-    except _UNAVAILABLE:
-        keep_staged = await _give_back(ticket)
-        raise
-    finally:
-        if not keep_staged:
-            await _forget_staged(services, key)
+        return str(uuid.UUID(str(upload_id)))
+    except ValueError:
+        return str(upload_id)
 
 
 async def _live_ticket(upload_id: str, user_id: str) -> UploadTicket:
@@ -133,19 +183,32 @@ async def _live_ticket(upload_id: str, user_id: str) -> UploadTicket:
 
 
 async def _restore_staged(
-    services: Services, *, ticket: UploadTicket, key: str, staged: ObjectInfo, denoise: float, started: float
-) -> JobView:
+    services: Services,
+    *,
+    ticket: UploadTicket,
+    key: str,
+    staged: ObjectInfo,
+    denoise: float,
+    started: float,
+    claim: Claim | None,
+    earlier: Record | None,
+) -> Submission:
     if staged.size != ticket.size:
         raise BadInput(f"the uploaded file has {staged.size} bytes, not the {ticket.size} the ticket declared")
     if staged.size > services.max_upload_bytes:  # the limit may have been lowered since the ticket
         raise PayloadTooLarge(f"file too large: {staged.size} bytes, the limit is {services.max_upload_bytes} bytes")
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES) as spool:
+        hashed = HashingWriter(spool)  # the one read of the staged object also hashes it
         try:
-            received = await services.storage.download(key, spool, if_match=staged.etag)  # type: ignore[arg-type]
+            received = await services.storage.download(key, hashed, if_match=staged.etag)  # type: ignore[arg-type]
         except (ObjectChanged, ObjectNotFound) as exc:
             raise _changed() from exc
         if received != ticket.size:
             raise BadInput(f"the uploaded file has {received} bytes, not the {ticket.size} the ticket declared")
+        if earlier is not None:
+            same = judge(earlier, Content(denoise=denoise, digest=hashed.digest))
+            assert same is not None  # content with a digest is always decided
+            return await replay(services=services, user_id=ticket.user_id, job_id=same.job_id)
         info = await judge_photo(services=services, file=spool)  # type: ignore[arg-type]
 
     async def store(original: str) -> None:
@@ -155,8 +218,31 @@ async def _restore_staged(
         except (ObjectChanged, ObjectNotFound) as exc:
             raise _changed() from exc
 
-    photo = JudgedPhoto(info=info, size=received, store=store, source="direct")
-    return await create_job(services=services, user_id=ticket.user_id, denoise=denoise, photo=photo, started=started)
+    photo = JudgedPhoto(info=info, size=received, store=store, source="direct", digest=hashed.digest)
+    view = await create_job(
+        services=services, user_id=ticket.user_id, denoise=denoise, photo=photo, started=started, claim=claim
+    )
+    return Submission(view)
+
+
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+class HashingWriter:
+    """A binary file's `write`, hashing (SHA-256) everything written through it."""
+
+    def __init__(self, target: _Writable) -> None:
+        self._target = target
+        self._sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self._sha256.update(data)
+        return self._target.write(data)
+
+    @property
+    def digest(self) -> str:
+        return self._sha256.hexdigest()
 
 
 def _changed() -> BadInput:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import math
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import BinaryIO
 
 from redis.exceptions import RedisError
@@ -22,8 +25,9 @@ from starlette.datastructures import UploadFile
 
 from gql.context import Services
 from gql.errors import BadInput, NotFound, TooManyPendingJobs
+from gql.idempotency import Claim, Content, Replay, holding, parse_key
 from gql.intake import ImageInfo, inspect_image
-from gql.uploads import check_size
+from gql.uploads import HashedUpload, check_size
 from gql.views import JobPage, JobView, decode_cursor, encode_cursor, placed, view_of
 from models import repository
 from models.job import JobStatus, RestorationJob
@@ -36,6 +40,8 @@ from tasks.events import CHANNEL, JobEvent, QueueMoved
 log = logging.getLogger("restore.api")
 
 MAX_PAGE_SIZE = 100
+# Pieces in which an upload not hashed while it was spooled is read to hash it.
+HASH_CHUNK_BYTES = 1024 * 1024
 # Every status the contract names, as REST spells them; one the model does not have yet
 # (`cancelled`, until cancelling exists) matches no job rather than being refused.
 CONTRACT_STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
@@ -56,22 +62,79 @@ def parse_denoise(value: object, *, default: float) -> float:
     return number
 
 
+@dataclass(frozen=True)
+class Submission:
+    """A submit's answer: the job, and whether it is the one an earlier request with the same
+    idempotency key made (nothing new was stored or queued)."""
+
+    job: JobView
+    replayed: bool = False
+
+
 async def submit_restoration(
-    *, services: Services, user_id: str, upload: UploadFile, denoise: object = None
-) -> JobView:
-    """Validate a multipart upload, then `create_job` with it (the original is PUT from the spool)."""
+    *,
+    services: Services,
+    user_id: str,
+    upload: UploadFile,
+    denoise: object = None,
+    idempotency_key: object = None,
+) -> Submission:
+    """Validate a multipart upload, then `create_job` with it (the original is PUT from the spool).
+
+    With an idempotency key, the key is claimed once the body is read (its digest was computed
+    while it streamed) and before anything is judged or stored; a replay answers the key's job.
+    """
     started = time.perf_counter()
     value = parse_denoise(denoise, default=services.default_denoise)
-    await check_pending_ceiling(services=services, user_id=user_id)  # before the costly judgement
-    size = check_size(upload, limit=services.max_upload_bytes)
-    info = await judge_photo(services=services, file=upload.file)
+    key = parse_key(idempotency_key)
+    digest = await digest_of(upload) if key is not None else None
+    claim = None
+    if key is not None:
+        outcome = await services.idempotency.claim(
+            user_id=user_id, key=key, content=Content(denoise=value, digest=digest)
+        )
+        if isinstance(outcome, Replay):
+            return await replay(services=services, user_id=user_id, job_id=outcome.job_id)
+        assert isinstance(outcome, Claim)  # content with a digest is always decided
+        claim = outcome
+    async with holding(claim):
+        await check_pending_ceiling(services=services, user_id=user_id)  # before the costly judgement
+        size = check_size(upload, limit=services.max_upload_bytes)
+        info = await judge_photo(services=services, file=upload.file)
 
-    async def store(key: str) -> None:
+        async def store(key: str) -> None:
+            upload.file.seek(0)
+            await services.storage.put_file(key, upload.file, content_type=info.content_type)
+
+        photo = JudgedPhoto(info=info, size=size, store=store, source="multipart", digest=digest)
+        view = await create_job(
+            services=services, user_id=user_id, denoise=value, photo=photo, started=started, claim=claim
+        )
+    return Submission(view)
+
+
+async def digest_of(upload: UploadFile) -> str:
+    """The upload's SHA-256, computed while it was spooled (`HashedUpload`); an upload parsed
+    elsewhere (none in this app) is hashed here, in a thread."""
+    if isinstance(upload, HashedUpload):
+        return upload.digest
+
+    def read_through() -> str:
         upload.file.seek(0)
-        await services.storage.put_file(key, upload.file, content_type=info.content_type)
+        sha256 = hashlib.sha256()
+        while chunk := upload.file.read(HASH_CHUNK_BYTES):
+            sha256.update(chunk)
+        upload.file.seek(0)
+        return sha256.hexdigest()
 
-    photo = JudgedPhoto(info=info, size=size, store=store, source="multipart")
-    return await create_job(services=services, user_id=user_id, denoise=value, photo=photo, started=started)
+    return await asyncio.to_thread(read_through)
+
+
+async def replay(*, services: Services, user_id: str, job_id: str) -> Submission:
+    """The job an earlier request with the same key made, answered again."""
+    view = await get_job(services=services, user_id=user_id, job_id=job_id)
+    log.info("restore.replayed", extra={"job_id": job_id, "user": user_id})
+    return Submission(view, replayed=True)
 
 
 async def judge_photo(*, services: Services, file: BinaryIO) -> ImageInfo:
@@ -91,16 +154,25 @@ class JudgedPhoto:
     # Puts the photo's exact bytes at the given key (a PUT from a spool, or a copy inside the store).
     store: Callable[[str], Awaitable[None]]
     source: str  # "multipart" | "direct", for the log
+    # Hex SHA-256 of its bytes, computed while they were read; None when no idempotency key needs it.
+    digest: str | None = None
 
 
 async def create_job(
-    *, services: Services, user_id: str, denoise: float, photo: JudgedPhoto, started: float
+    *,
+    services: Services,
+    user_id: str,
+    denoise: float,
+    photo: JudgedPhoto,
+    started: float,
+    claim: Claim | None = None,
 ) -> JobView:
     """Store the original, record the job, then queue it: the one path every submission takes.
 
     Order matters: the original is in storage before the row exists, and the row is committed
     before the task is queued. When a later step fails, the earlier ones are undone, so a
-    refused request leaves neither a job nor an object behind.
+    refused request leaves neither a job nor an object behind. An idempotency `claim` is
+    completed with the job once it is queued (the caller releases it on failure: `holding`).
     """
     job_id = uuid.uuid4()
     key = original_key(job_id, photo.info.extension)
@@ -123,6 +195,8 @@ async def create_job(
             await repository.delete_job(job_id)
         await _forget_object(services, key)
         raise
+    if claim is not None and photo.digest is not None:
+        await claim.complete(job_id=job_id, digest=photo.digest)
     await _announce(services, job)
     log.info(
         "restore.submitted",
@@ -274,13 +348,21 @@ async def _moved(services: Services, views: list[JobView]) -> list[JobView]:
     ]
 
 
+# Jobs whose last `seq` a `jobsUpdated` stream remembers, to skip what it already sent (a
+# catch-up after a reconnect re-reads recent changes): far more than one person has in flight.
+SEEN_JOBS_PER_WATCHER = 1024
+# The most jobs one user is caught up on after the event stream reconnects (the latest changes).
+CATCH_UP_MAX_JOBS = 500
+
+
 async def watch_user_jobs(*, services: Services, user_id: str) -> AsyncIterator[JobView]:
     """Every change of any of the caller's jobs from now on, never another user's; never ends by
-    itself. Changes of one job arrive in order; a stale or repeated event (by `seq`) is skipped.
-    The pending jobs seen so far are sent again when the queue moves and their position changed."""
+    itself. Changes of one job arrive in order; a stale or repeated event (by `seq`) is skipped,
+    so the hub's catch-up after a reconnect sends each missed change once. The pending jobs seen
+    so far are sent again when the queue moves and their position changed."""
     await services.events.wait_connected(within=EVENTS_CONNECT_WAIT)
     async with services.events.watch_user(user_id) as feed:
-        seen: dict[str, int] = {}  # unfinished jobs only: a finished job sends nothing more
+        seen: OrderedDict[str, int] = OrderedDict()  # job id → last seq sent, least recent first
         pending: dict[str, JobView] = {}  # the last view sent of each pending job
         while (change := await feed.next_change()) is not None:
             if isinstance(change, QueueMoved):
@@ -291,10 +373,10 @@ async def watch_user_jobs(*, services: Services, user_id: str) -> AsyncIterator[
             event = change
             if event.user_id != user_id or event.seq <= seen.get(event.id, -1):
                 continue
-            if event.terminal:
-                seen.pop(event.id, None)
-            else:
-                seen[event.id] = event.seq
+            seen[event.id] = event.seq
+            seen.move_to_end(event.id)
+            if len(seen) > SEEN_JOBS_PER_WATCHER:
+                seen.popitem(last=False)
             view = services.views.get((event.id, event.seq), functools.partial(view_of, event, services.urls))
             view = await _placed(services, view)
             if view.status is JobStatus.PENDING:
@@ -308,3 +390,10 @@ async def current_event(job_id: str) -> JobEvent | None:
     """The row as an event, for catching watchers up after the event stream reconnects."""
     job = await repository.get_job(job_id)
     return JobEvent.of(job) if job is not None else None
+
+
+async def user_events_since(user_id: str, since: datetime) -> list[JobEvent]:
+    """Each of the user's jobs changed at or after `since`, as its current state, oldest change
+    first: what `jobsUpdated` watchers missed while the event stream was down."""
+    jobs = await repository.user_jobs_changed_since(user_id, since, limit=CATCH_UP_MAX_JOBS)
+    return [JobEvent.of(job) for job in jobs]

@@ -3,8 +3,10 @@
 An API process subscribes once at start-up, whatever the number of watchers. A watcher follows
 one job (`watch`, for `jobUpdated`) or every job of one user (`watch_user`, for `jobsUpdated`,
 routed by the event's `user_id`); each has a small bounded buffer (progress may be dropped,
-statuses never). After a reconnect every watched job, and every unfinished job a user watcher
-has seen, is re-read, because events published while the connection was down are gone.
+statuses never). Events published while the connection was down are gone, so after a reconnect
+every watched job is re-read (`resync`), and every user with a watcher is caught up on each of
+their jobs that changed since the connection was lost (`catch_up`: jobs submitted through another
+API process and finished meanwhile included), newest state only, oldest change first.
 A "queue moved" message (a job started) nudges every watcher, at most once per
 `QUEUE_MOVED_INTERVAL`, so the positions of pending jobs are re-read and re-sent.
 """
@@ -16,6 +18,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -30,6 +33,11 @@ RECONNECT_MIN_DELAY = 0.2
 RECONNECT_MAX_DELAY = 5.0
 # Positions change with every start; a pending job's watcher is told at most this often.
 QUEUE_MOVED_INTERVAL = 1.0
+# A catch-up reads the changes from this long before the moment the loss was noticed: a dead
+# connection may go unnoticed until its health check (15 s in app.py), and the hosts that stamp
+# `updated_at` (workers, other API processes) may run a little ahead or behind. Reading a change
+# twice is harmless: watchers skip what they have by `seq`.
+CATCH_UP_MARGIN_SECONDS = 20.0
 
 
 class Subscriber:
@@ -38,9 +46,6 @@ class Subscriber:
     def __init__(self, key: str, *, maxlen: int = SUBSCRIBER_BUFFER) -> None:
         self.key = key
         self.dropped = 0
-        # Jobs seen here and not finished yet: re-read after a reconnect (a user watcher's only
-        # record of which jobs it must catch up on).
-        self.live: set[str] = set()
         self._maxlen = maxlen
         self._buffer: deque[JobEvent] = deque()
         self._ready = asyncio.Event()
@@ -48,10 +53,6 @@ class Subscriber:
         self._moved = False
 
     def offer(self, event: JobEvent) -> None:
-        if event.terminal:
-            self.live.discard(event.id)
-        else:
-            self.live.add(event.id)
         if len(self._buffer) >= self._maxlen:
             victim = next((queued for queued in self._buffer if queued.is_progress), None)
             if victim is not None:
@@ -105,16 +106,29 @@ class EventStreamUnavailable(Exception):
 
 
 Resync = Callable[[str], Awaitable[JobEvent | None]]
+# A user's jobs changed at or after a moment, as events, oldest change first.
+CatchUp = Callable[[str, datetime], Awaitable[list[JobEvent]]]
 
 
 class JobEventHub:
     """Holds the process's ONE pub/sub connection and hands each event to the local watchers of
-    its job. After a reconnect, every watched job is re-read (`resync`), because events published
-    while the connection was down are gone."""
+    its job and of its owner. After a reconnect, every watched job is re-read (`resync`) and every
+    watching user caught up (`catch_up`), because events published while the connection was down
+    are gone."""
 
-    def __init__(self, client: aioredis.Redis, *, resync: Resync | None = None, buffer_size: int = SUBSCRIBER_BUFFER):
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        resync: Resync | None = None,
+        catch_up: CatchUp | None = None,
+        buffer_size: int = SUBSCRIBER_BUFFER,
+        catch_up_margin: float = CATCH_UP_MARGIN_SECONDS,
+    ):
         self._client = client
         self._resync = resync
+        self._catch_up = catch_up
+        self._catch_up_margin = timedelta(seconds=catch_up_margin)
         self._buffer_size = buffer_size
         self._watchers: dict[str, set[Subscriber]] = {}  # by job id
         self._user_watchers: dict[str, set[Subscriber]] = {}  # by user id
@@ -209,22 +223,22 @@ class JobEventHub:
 
     async def _listen(self) -> None:
         delay = RECONNECT_MIN_DELAY
-        first = True
+        lost_at: datetime | None = None  # when the stream was last lost (None: never connected yet)
         while True:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(CHANNEL)
                 self.connected.set()
                 delay = RECONNECT_MIN_DELAY
-                if not first:
-                    await self._resync_all()
-                first = False
+                if lost_at is not None:
+                    await self._resync_all(since=lost_at - self._catch_up_margin)
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         self.dispatch(message["data"])
             except (RedisError, OSError) as exc:
                 if self.connected.is_set():
                     log.warning("events.disconnected", extra={"error": repr(exc)})
+                    lost_at = datetime.now(UTC)
                 self.connected.clear()
             finally:
                 with contextlib.suppress(RedisError, OSError):
@@ -232,18 +246,26 @@ class JobEventHub:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_DELAY)
 
-    async def _resync_all(self) -> None:
-        if self._resync is None:
-            return
-        job_ids = set(self._watchers)
-        for watchers in list(self._user_watchers.values()):
-            for watcher in watchers:
-                job_ids |= watcher.live
-        for job_id in job_ids:
-            try:
-                event = await self._resync(job_id)
-            except Exception:  # a watcher keeps its stream; it only misses this catch-up
-                log.exception("events.resync_failed", extra={"job_id": job_id})
-                continue
-            if event is not None:
-                self._deliver(event)
+    async def _resync_all(self, *, since: datetime) -> None:
+        """Subscribed again: deliver what was missed. The subscription is up before anything is
+        read, so a change made meanwhile arrives live or in the read (or both: skipped by `seq`)."""
+        if self._resync is not None:
+            for job_id in list(self._watchers):
+                try:
+                    event = await self._resync(job_id)
+                except Exception:  # a watcher keeps its stream; it only misses this catch-up
+                    log.exception("events.resync_failed", extra={"job_id": job_id})
+                    continue
+                if event is not None:
+                    self._deliver(event)
+        if self._catch_up is not None:
+            for user_id in list(self._user_watchers):
+                try:
+                    events = await self._catch_up(user_id, since)
+                except Exception:  # as above: the user's watchers only miss this catch-up
+                    log.exception("events.catch_up_failed", extra={"user": user_id})
+                    continue
+                for event in events:
+                    for watcher in self._user_watchers.get(user_id, ()):
+                        watcher.offer(event)
+                log.info("events.caught_up", extra={"user": user_id, "jobs": len(events)})

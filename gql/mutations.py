@@ -1,5 +1,7 @@
 """GraphQL mutations: `restoreImage` (a GraphQL multipart request), and the direct upload's
-`createUpload` and `restoreUpload`."""
+`createUpload` and `restoreUpload`. Both submits take an `idempotencyKey` (the REST
+`Idempotency-Key`, one key space per user): a retry with the same key and content gets the first
+job back, other content is CONFLICT."""
 
 from __future__ import annotations
 
@@ -16,15 +18,24 @@ from gql.types import RestorationJob, UploadTicket
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Upload a photo to restore; the job is queued at once.")
-    async def restore_image(self, info: Info, file: Upload, denoise: float | None = None) -> RestorationJob:
+    @strawberry.mutation(
+        description="Upload a photo to restore; the job is queued at once. A retry with the same"
+        " `idempotencyKey`, photo and denoise gets the first job back; other content is CONFLICT."
+    )
+    async def restore_image(
+        self, info: Info, file: Upload, denoise: float | None = None, idempotency_key: str | None = None
+    ) -> RestorationJob:
         if not isinstance(file, UploadFile):
             raise BadInput("file must be uploaded as a GraphQL multipart request")
         context = info.context
-        view = await submit_restoration(
-            services=context.services, user_id=context.user_id, upload=file, denoise=denoise
+        submission = await submit_restoration(
+            services=context.services,
+            user_id=context.user_id,
+            upload=file,
+            denoise=denoise,
+            idempotency_key=idempotency_key,
         )
-        return RestorationJob.from_view(view)
+        return RestorationJob.from_view(submission.job)
 
     @strawberry.mutation(
         description="A signed URL to send a large photo straight to storage; single use, expires after a while."
@@ -36,12 +47,19 @@ class Mutation:
         )
         return UploadTicket.from_view(view)
 
-    @strawberry.mutation(description="Restore the photo sent to an upload's URL; the job is queued at once.")
+    @strawberry.mutation(
+        description="Restore the photo sent to an upload's URL; the job is queued at once. A retry"
+        " with the same `idempotencyKey`, upload (or photo) and denoise gets the first job back."
+    )
     async def restore_upload(
-        self, info: Info, upload_id: strawberry.ID, denoise: float | None = None
+        self, info: Info, upload_id: strawberry.ID, denoise: float | None = None, idempotency_key: str | None = None
     ) -> RestorationJob:
         context = info.context
-        view = await restore_upload(
-            services=context.services, user_id=context.user_id, upload_id=upload_id, denoise=denoise
+        submission = await restore_upload(
+            services=context.services,
+            user_id=context.user_id,
+            upload_id=upload_id,
+            denoise=denoise,
+            idempotency_key=idempotency_key,
         )
-        return RestorationJob.from_view(view)
+        return RestorationJob.from_view(submission.job)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response, Security
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, Security
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -21,7 +21,8 @@ from gql.auth import Principal
 from gql.context import Services, authenticate, services_of
 from gql.direct_uploads import TicketView, create_upload, restore_upload
 from gql.errors import BadInput
-from gql.jobs import CONTRACT_STATUSES, MAX_PAGE_SIZE, JobView, get_job, list_jobs, submit_restoration
+from gql.idempotency import parse_key
+from gql.jobs import CONTRACT_STATUSES, MAX_PAGE_SIZE, JobView, Submission, get_job, list_jobs, submit_restoration
 from gql.uploads import read_form, single_file
 from models.error_codes import ErrorCode
 
@@ -188,9 +189,43 @@ UPLOAD_BODY = {
 ACCEPTED: dict[str, Any] = {
     "description": "accepted: the job, still pending, with the original already stored",
     "headers": {
-        "Location": {"description": "the job's URL, `/api/v1/restoration/jobs/{id}`", "schema": {"type": "string"}}
+        "Location": {"description": "the job's URL, `/api/v1/restoration/jobs/{id}`", "schema": {"type": "string"}},
+        "Idempotent-Replayed": {
+            "description": "`true` when this is the job an earlier request with the same `Idempotency-Key` made",
+            "schema": {"type": "string", "enum": ["true"]},
+        },
     },
 }
+REPLAYED_HEADER = "Idempotent-Replayed"
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="1-255 visible ASCII characters; a retry with the same key and the same photo and"
+        " denoise gets the first request's job back (remembered IDEMPOTENCY_TTL_SECONDS, per user)",
+        # Documented, judged by `parse_key` (so a bad key is a 422 `{"detail"}` like every other).
+        json_schema_extra={"pattern": "^[!-~]{1,255}$", "minLength": 1, "maxLength": 255},
+    ),
+]
+IDEMPOTENCY_CONFLICT = {
+    "model": Problem,
+    "description": "the `Idempotency-Key` was already used with another photo or denoise, or is still in use",
+}
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's one `Idempotency-Key` (None without); 422 when it is repeated or invalid."""
+    values = request.headers.getlist("idempotency-key")
+    if len(values) > 1:
+        raise BadInput("send one Idempotency-Key header, not several")
+    return parse_key(values[0]) if values else None
+
+
+def accepted(submission: Submission, response: Response) -> Job:
+    response.headers["Location"] = f"{router.prefix}/jobs/{submission.job.id}"
+    if submission.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return Job.from_view(submission.job)
 
 router = APIRouter(prefix="/api/v1/restoration", tags=["restoration"], dependencies=[Security(BEARER)])
 
@@ -205,21 +240,30 @@ router = APIRouter(prefix="/api/v1/restoration", tags=["restoration"], dependenc
         **ERRORS,
         400: {"model": Problem, "description": "malformed multipart body"},
         413: {"model": Problem, "description": "file or image too large"},
+        409: IDEMPOTENCY_CONFLICT,
         415: {"model": Problem, "description": "not a JPEG, PNG, HEIC/HEIF or WebP image"},
-        422: {"model": Problem, "description": "missing or invalid field"},
+        422: {"model": Problem, "description": "missing or invalid field, or an invalid `Idempotency-Key`"},
     },
 )
-async def restore(request: Request, response: Response, user: CurrentUser, services: CurrentServices) -> Job:
+async def restore(
+    request: Request,
+    response: Response,
+    user: CurrentUser,
+    services: CurrentServices,
+    idempotency: IdempotencyKey = None,  # documents the header; read by `idempotency_key`
+) -> Job:
     """Upload a photo to restore; answers at once with the pending job."""
     try:
+        key = idempotency_key(request)  # before the body is read: a bad key costs no upload
         form = await read_form(request)
         upload = single_file(form, "file")
         denoise = form.get("denoise")
-        view = await submit_restoration(services=services, user_id=user.user_id, upload=upload, denoise=denoise)
+        submission = await submit_restoration(
+            services=services, user_id=user.user_id, upload=upload, denoise=denoise, idempotency_key=key
+        )
     finally:
         await request.close()
-    response.headers["Location"] = f"{router.prefix}/jobs/{view.id}"
-    return Job.from_view(view)
+    return accepted(submission, response)
 
 
 # Parameters are read as text and judged by the service, so every bad value is a 422 `{"detail"}`
@@ -365,19 +409,31 @@ async def new_upload(request: Request, user: CurrentUser, services: CurrentServi
         202: ACCEPTED,
         **ERRORS,
         404: {"model": Problem, "description": "no such upload: unknown, expired, already used or someone else's"},
-        409: {"model": Problem, "description": "nothing was sent to the upload's URL yet"},
+        409: {
+            "model": Problem,
+            "description": "nothing was sent to the upload's URL yet, or the `Idempotency-Key` was already used"
+            " with another photo or denoise (or is still in use)",
+        },
         413: {"model": Problem, "description": "image too large"},
         415: {"model": Problem, "description": "not a JPEG, PNG, HEIC/HEIF or WebP image"},
-        422: {"model": Problem, "description": "bad `denoise`, or the uploaded length is not the declared `size`"},
+        422: {
+            "model": Problem,
+            "description": "bad `denoise` or `Idempotency-Key`, or the uploaded length is not the declared `size`",
+        },
     },
 )
 async def restore_uploaded(
-    upload_id: str, request: Request, response: Response, user: CurrentUser, services: CurrentServices
+    upload_id: str,
+    request: Request,
+    response: Response,
+    user: CurrentUser,
+    services: CurrentServices,
+    idempotency: IdempotencyKey = None,  # documents the header; read by `idempotency_key`
 ) -> Job:
     """Restore the photo sent to an upload's URL; answers at once with the pending job."""
+    key = idempotency_key(request)
     body = await _json_object(request, required=False)
-    view = await restore_upload(
-        services=services, user_id=user.user_id, upload_id=upload_id, denoise=body.get("denoise")
+    submission = await restore_upload(
+        services=services, user_id=user.user_id, upload_id=upload_id, denoise=body.get("denoise"), idempotency_key=key
     )
-    response.headers["Location"] = f"{router.prefix}/jobs/{view.id}"
-    return Job.from_view(view)
+    return accepted(submission, response)

@@ -3,7 +3,8 @@
 `BodyLimitMiddleware` refuses a body whose `Content-Length` announces more than the limit before
 reading a byte, cuts off a body that streams past it, drops a body that stalls, and lets the client
 read every early answer (see the class). Starlette's multipart parser spools files to disk beyond
-1 MiB, so memory stays flat whatever the upload. The limit applies to the
+1 MiB, so memory stays flat whatever the upload; each file's SHA-256 is computed as its bytes are
+spooled (`HashedUpload`), so an idempotency check never reads the spool again. The limit applies to the
 file; `MULTIPART_OVERHEAD` leaves room for boundaries, part headers and the GraphQL `operations`
 and `map` fields, and the file's own size is checked exactly after parsing.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -221,12 +223,36 @@ async def read_form(request: Request) -> FormData:
     return form
 
 
+class HashedUpload(UploadFile):
+    """A spooled file part that hashes its bytes (SHA-256) as they are written to the spool."""
+
+    def __init__(self, upload: UploadFile) -> None:
+        super().__init__(upload.file, size=upload.size, filename=upload.filename, headers=upload.headers)
+        self._sha256 = hashlib.sha256()
+
+    async def write(self, data: bytes) -> None:
+        self._sha256.update(data)
+        await super().write(data)
+
+    @property
+    def digest(self) -> str:
+        """The hex SHA-256 of every byte written so far (the whole file, once parsed)."""
+        return self._sha256.hexdigest()
+
+
 class UploadParser(MultiPartParser):
-    """Starlette's multipart parser with a larger part-header limit.
+    """Starlette's multipart parser with a larger part-header limit, whose file parts are
+    `HashedUpload`s.
 
     python-multipart refuses part header lines over 4 KiB, so a long client file name (which we
     accept and never use) would make a valid upload a 400. The body size is bounded anyway.
     """
+
+    def on_headers_finished(self) -> None:
+        super().on_headers_finished()
+        part = self._current_part
+        if part.file is not None:
+            part.file = HashedUpload(part.file)
 
     async def parse(self) -> FormData:
         _, params = parse_options_header(self.headers["Content-Type"])

@@ -148,6 +148,13 @@ async def list_user_jobs(
     return rows[:first], len(rows) > first
 
 
+async def user_jobs_changed_since(user_id: str, since: datetime, *, limit: int) -> list[RestorationJob]:
+    """The user's jobs changed at or after `since`, oldest change first; the `limit` latest at most."""
+    with _db_errors():
+        rows = await RestorationJob.filter(user_id=user_id, updated_at__gte=since).order_by("-updated_at").limit(limit)
+    return rows[::-1]
+
+
 async def claim_job(job_id: uuid.UUID | str, *, worker_id: str, lease_seconds: float) -> RestorationJob | None:
     """pending → processing for this worker; None when the job is not pending (not ours)."""
     now = _now()

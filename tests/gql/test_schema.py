@@ -21,7 +21,8 @@ def test_schema_has_the_contracts_operations() -> None:
     schema = create_schema().as_str()
     for line in (
         "job(id: ID!): RestorationJob",
-        "restoreImage(file: Upload!, denoise: Float = null): RestorationJob!",
+        "restoreImage(file: Upload!, denoise: Float = null, idempotencyKey: String = null): RestorationJob!",
+        "restoreUpload(uploadId: ID!, denoise: Float = null, idempotencyKey: String = null): RestorationJob!",
         "jobUpdated(id: ID!): RestorationJob!",
         "jobs(first: Int = 20, after: String = null, status: JobStatus = null): JobConnection!",
     ):

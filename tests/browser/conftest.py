@@ -38,6 +38,7 @@ CHROMIUM_ARGS = [
 ]
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
+BANNER_COMFYUI = re.compile(r"^\s+ComfyUI\s+(\S+)$", re.MULTILINE)
 # A cold start imports everything and starts the emulator and the embedded Redis.
 START_SECONDS = 60
 
@@ -62,8 +63,9 @@ class DevServer:
         httpx.post(f"{self.comfyui_url}/interrupt", timeout=10).raise_for_status()
 
 
-def _start_dev(workdir: Path) -> DevServer:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir)}
+def start_dev(workdir: Path, *, env: dict[str, str] | None = None) -> DevServer:
+    """`restoration dev` in `workdir` with nothing configured but `env`, as a newcomer starts it."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir), **(env or {})}
     log = workdir / "dev.log"
     process = subprocess.Popen(
         [RESTORATION, "dev", "--port", str(free_port())],
@@ -72,33 +74,36 @@ def _start_dev(workdir: Path) -> DevServer:
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    token_file = workdir / ".data" / "dev-token"
+    # The banner is printed last, once the URL and token files are written.
     deadline = time.monotonic() + START_SECONDS
-    while not token_file.exists():
+    while not (banner := BANNER_COMFYUI.search(log.read_text())):
         assert process.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "restoration dev did not start"
         time.sleep(0.05)
-    comfyui = re.search(r"^\s+ComfyUI\s+(\S+)$", log.read_text(), re.MULTILINE)
-    assert comfyui, log.read_text()
+    token_file = workdir / ".data" / "dev-token"
     return DevServer(
         process=process,
         workdir=workdir,
         url=(workdir / ".data" / "dev-url").read_text().strip(),
-        comfyui_url=comfyui.group(1),
-        token=token_file.read_text().strip(),
+        comfyui_url=banner.group(1),
+        token=token_file.read_text().strip() if token_file.exists() else "",  # none when Auth0 is configured
     )
 
 
-@pytest.fixture(scope="module")
-def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    server = _start_dev(tmp_path_factory.mktemp("dev"))
-    yield server
+def stop_dev(server: DevServer) -> None:
     server.process.terminate()
     try:
         server.process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+
+
+@pytest.fixture(scope="module")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    server = start_dev(tmp_path_factory.mktemp("dev"))
+    yield server
+    stop_dev(server)
 
 
 @pytest.fixture(scope="session")

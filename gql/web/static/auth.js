@@ -5,6 +5,10 @@
 const DEV_TOKEN_PATH = "/web/dev-token";
 // Ask for a new dev token this long before the current one expires.
 const DEV_TOKEN_MARGIN_MS = 60_000;
+// On load the SDK asks Auth0 in a hidden frame whether the person is still signed in there (tokens
+// are in memory only, so a reload has none); a browser that blocks the frame's cookies never
+// answers, and the page shows "Sign in" after this long instead of after the SDK's 60 s.
+const SILENT_SIGN_IN_SECONDS = 10;
 
 export class SignInError extends Error {}
 
@@ -53,6 +57,7 @@ async function auth0Session({ domain, clientId, audience }) {
     domain,
     clientId,
     cacheLocation: "memory",
+    authorizeTimeoutInSeconds: SILENT_SIGN_IN_SECONDS,
     authorizationParams: { audience, redirect_uri: `${location.origin}/` },
   });
   const query = new URLSearchParams(location.search);

@@ -183,3 +183,24 @@ def test_everything_is_reachable_from_the_keyboard(page: Page, dev_server: DevSe
     page.focus("#denoise")
     page.keyboard.press("ArrowLeft")
     expect(page.locator("#denoise-value")).to_have_text("0.95")
+
+
+def test_a_failed_job_shows_its_message_and_is_retried_when_retryable(
+    page: Page, dev_server: DevServer, tmp_path: Path
+) -> None:
+    dev_server.set_emulator_faults(
+        mode="execution_error", exception_type="torch.OutOfMemoryError", message="CUDA out of memory", times=1
+    )
+    try:
+        signed_in(page, dev_server)
+        failed_id = restore(page, photo(tmp_path, "attic.jpg", images.jpeg_bytes(320, 240)))
+        expect(page.locator("#job-status")).to_have_text("The restoration failed", timeout=RESTORED_MS)
+        expect(page.locator("#job-error")).to_contain_text("out of memory")
+        page.click("#retry")
+        retried = page.locator("#history-list button.current").locator("xpath=..")
+        expect(retried).not_to_have_attribute("data-job-id", failed_id)
+        retried_id = retried.get_attribute("data-job-id")
+        assert retried_id
+        expect_restored(page, retried_id)
+    finally:
+        dev_server.set_emulator_faults()

@@ -204,3 +204,32 @@ def test_a_failed_job_shows_its_message_and_is_retried_when_retryable(
         expect_restored(page, retried_id)
     finally:
         dev_server.set_emulator_faults()
+
+
+def test_a_dropped_photo_is_chosen(page: Page, dev_server: DevServer) -> None:
+    signed_in(page, dev_server)
+    dropped = page.evaluate_handle(
+        """bytes => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([new Uint8Array(bytes)], "dropped.jpg", {type: "image/jpeg"}));
+            return transfer;
+        }""",
+        list(images.jpeg_bytes(64, 48)),
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
+    expect(page.locator("#chosen-name")).to_have_text("dropped.jpg")
+    expect(page.locator("#chosen-preview")).to_be_visible()
+    expect(page.locator("#restore")).to_be_enabled()
+
+
+def test_the_history_shows_a_job_submitted_elsewhere_as_it_happens(page: Page, dev_server: DevServer) -> None:
+    signed_in(page, dev_server)
+    # Live: the socket is acknowledged, and the page's subscriptions go out with the acknowledgement.
+    expect(page.locator("#history")).to_have_attribute("data-live", "connected")
+    with dev_server.api() as api:
+        response = api.post(
+            "/api/v1/restoration/restore", files={"file": ("phone.jpg", images.jpeg_bytes(320, 240), "image/jpeg")}
+        )
+    assert response.status_code == 202, response.text
+    entry = page.locator(f'#history-list li[data-job-id="{response.json()["id"]}"]')
+    expect(entry.locator(".badge")).to_have_text("done", timeout=RESTORED_MS)

@@ -255,7 +255,7 @@ async function start() {
   state.api = new Api(state.config, session.getToken);
   try {
     const fields = await state.api.jobFields();
-    state.live = new Live({ graphqlPath: state.config.graphqlPath, getToken: session.getToken, fields });
+    state.live = new Live({ graphqlPath: state.config.graphqlPath, getToken: session.getToken, fields, onConnection });
     state.history = new History({ api: state.api, onOpen: (id) => openFromHistory(id) });
     setUpChoosing();
     setUpJobPanel();
@@ -265,6 +265,12 @@ async function start() {
   } catch (error) {
     show($("notice"), messageOf(error));
   }
+}
+
+function onConnection(connected) {
+  $("history").dataset.live = connected ? "connected" : "disconnected";
+  $("live-state").textContent = connected ? "● live" : "reconnecting…";
+  $("live-state").classList.toggle("on", connected);
 }
 
 function openFromHistory(id) {

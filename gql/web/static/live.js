@@ -5,7 +5,7 @@
 import { createClient } from "./vendor/graphql-ws/client.js";
 
 export class Live {
-  constructor({ graphqlPath, getToken, fields }) {
+  constructor({ graphqlPath, getToken, fields, onConnection = () => {} }) {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     this.fields = fields;
     this.client = createClient({
@@ -13,6 +13,7 @@ export class Live {
       // Asked on every (re)connect, so a refreshed token is used after a drop.
       connectionParams: async () => ({ Authorization: `Bearer ${await getToken()}` }),
       retryAttempts: 8,
+      on: { connected: () => onConnection(true), closed: () => onConnection(false) },
     });
   }
 

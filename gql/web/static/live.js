@@ -24,7 +24,13 @@ export class Live {
       { query: `subscription Job($id: ID!) { jobUpdated(id: $id) { ${this.fields} } }`, variables: { id } },
       {
         next: ({ data, errors }) => (errors?.length ? onError(errors[0].message) : onJob(data.jobUpdated)),
-        error: () => onError("Live updates stopped: the connection to the service was lost. Reload to see the latest state."),
+        // An array: the server refused the subscription (e.g. NOT_FOUND); else the socket gave up.
+        error: (error) =>
+          onError(
+            Array.isArray(error)
+              ? error[0]?.message ?? "The service refused to follow this job."
+              : "Live updates stopped: the connection to the service was lost. Reload to see the latest state.",
+          ),
         complete: () => {},
       },
     );

@@ -106,13 +106,15 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     stop_dev(server)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync driver runs, its event loop counts as
+# running in this thread, and pytest-asyncio could not run the other packages' async tests.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium (`make test` does)"
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -41,6 +41,7 @@ from gql.rest import with_job_examples
 from gql.router import create_graphql_router
 from gql.schema import create_schema
 from gql.uploads import MULTIPART_OVERHEAD, BodyLimitMiddleware
+from gql.web.router import WebConfig, add_web_page, storage_origins
 from models.db import apply_migrations, close_database, open_database
 from settings import ConfigError, Settings, load_settings
 from storage.base import ObjectStore
@@ -175,6 +176,25 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
         jwks = dev.identity.jwks
         app.add_route(JWKS_PATH, lambda request: JSONResponse(jwks), methods=["GET"], include_in_schema=False)
     app.include_router(ops_router)
+    dev_identity = dev.identity if dev is not None else None
+    add_web_page(
+        app,
+        WebConfig(
+            dev_sign_in=dev_identity is not None,
+            auth0_domain=settings.auth0_domain,
+            auth0_client_id=settings.auth0_client_id,
+            auth0_audience=audience,
+            default_denoise=workflow.default_denoise,
+            max_upload_bytes=settings.max_upload_bytes,
+            storage_origins=storage_origins(
+                s3_endpoint_url=settings.s3_endpoint_url,
+                s3_bucket=settings.s3_bucket,
+                cloudfront_domain=settings.cloudfront_domain,
+                local_url=dev.public_url if local is not None and dev is not None else None,
+            ),
+        ),
+        dev_token=dev_identity.token if dev_identity is not None else None,
+    )
     add_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     auth0_audience: str | None = None
     auth0_issuer: str | None = None
     auth0_jwks_url: str | None = None
+    # The web page's Auth0 application (Single Page Application, PKCE); unset = the page cannot
+    # sign in outside `restoration dev`, and says so.
+    auth0_client_id: str | None = None
     max_upload_bytes: PositiveInt = 52_428_800
     # An upload that sends nothing for this long is dropped (408) and its spooled file removed.
     upload_idle_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the services the tests talk to answer on loopback: PostgreSQL on 5432 (trust auth,
-# database `test`) and Redis on 6379. Starts what is installed but stopped; installs what is
-# missing (Debian, as root). Does nothing when both already answer.
+# database `test`) and Redis on 6379; and that Debian's Chromium, which tests/browser drives, is
+# installed. Starts what is installed but stopped; installs what is missing (Debian, as root).
+# Does nothing when all are there.
 set -euo pipefail
 
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -31,4 +32,9 @@ if ! answers 6379; then
   command -v redis-server >/dev/null || apt_install redis-server
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no --dir /tmp
   for _ in $(seq 1 50); do answers 6379 && break; sleep 0.2; done
+fi
+
+# tests/browser launch /usr/bin/chromium through Playwright (never Playwright's own downloads).
+if [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium
 fi

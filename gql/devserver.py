@@ -134,6 +134,7 @@ def _announce(dev: DevEnvironment, settings: Settings) -> None:
     lines = [
         "",
         "Restoration API — development server (embedded services; see README)",
+        f"  Web page   {dev.public_url}/",
         f"  GraphiQL   {dev.public_url}/graphql",
         f"  REST docs  {dev.public_url}/docs",
         f"  ComfyUI    {settings.comfyui_url}",

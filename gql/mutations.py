@@ -1,5 +1,5 @@
-"""GraphQL mutations: `restoreImage` (a GraphQL multipart request), and the direct upload's
-`createUpload` and `restoreUpload`."""
+"""GraphQL mutations: `restoreImage` (a GraphQL multipart request), the direct upload's
+`createUpload` and `restoreUpload`, and `cancelJob`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from strawberry.file_uploads import Upload
 from gql.context import Info
 from gql.direct_uploads import create_upload, restore_upload
 from gql.errors import BadInput
-from gql.jobs import submit_restoration
+from gql.jobs import cancel_job, submit_restoration
 from gql.types import RestorationJob, UploadTicket
 
 
@@ -44,4 +44,14 @@ class Mutation:
         view = await restore_upload(
             services=context.services, user_id=context.user_id, upload_id=upload_id, denoise=denoise
         )
+        return RestorationJob.from_view(view)
+
+    @strawberry.mutation(
+        description="Cancel one of your jobs: a PENDING one is CANCELLED at once and never run; a PROCESSING one "
+        "becomes CANCELLED within 5 s (its run is stopped, no result is kept). The original is kept. "
+        "NOT_FOUND when missing or not yours; CONFLICT (unchanged) when it already finished."
+    )
+    async def cancel_job(self, info: Info, id: strawberry.ID) -> RestorationJob:
+        context = info.context
+        view = await cancel_job(services=context.services, user_id=context.user_id, job_id=str(id))
         return RestorationJob.from_view(view)

@@ -23,6 +23,7 @@ def test_schema_has_the_contracts_operations() -> None:
         "job(id: ID!): RestorationJob",
         "restoreImage(file: Upload!, denoise: Float = null): RestorationJob!",
         "jobUpdated(id: ID!): RestorationJob!",
+        "cancelJob(id: ID!): RestorationJob!",
         "jobs(first: Int = 20, after: String = null, status: JobStatus = null): JobConnection!",
     ):
         assert line in schema

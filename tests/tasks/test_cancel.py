@@ -9,15 +9,19 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from models import repository
 from models.job import JobStatus, RestorationJob
 from storage.base import ObjectStore
+from tasks.deadline import fail_overdue_pending
+from tasks.reconcile import Reconciler
 from tasks.scheduler import SlotBoard
 from tests.comfy.helpers import restore_workflow, upload
 from tests.fixtures import images
@@ -316,3 +320,33 @@ async def test_a_job_cancelled_while_its_worker_waits_for_a_slot_is_never_sent(
     assert (await job_of(second)).status == JobStatus.CANCELLED
     await cancel(client, first)
     await asyncio.wait_for(first_run, CANCEL_WITHIN)
+
+
+async def test_the_pending_deadline_leaves_a_cancelled_job_alone(client: httpx.AsyncClient) -> None:
+    overdue, cancelled = await submit(client), await submit(client)
+    await cancel(client, cancelled)
+    long_ago = datetime.now(UTC) - timedelta(seconds=400)
+    await RestorationJob.filter(id__in=[overdue, cancelled]).update(created_at=long_ago)
+
+    await fail_overdue_pending(timeout_seconds=300, servers=["http://gpu.internal:8188"])
+
+    assert (await job_of(overdue)).status == JobStatus.FAILED
+    assert (await job_of(cancelled)).status == JobStatus.CANCELLED
+
+
+async def test_the_reconciler_never_queues_a_cancelled_job_again(
+    client: httpx.AsyncClient, worker: InProcessWorker, redis_url: str
+) -> None:
+    lost, cancelled = await submit(client), await submit(client)
+    await cancel(client, cancelled)
+    worker.queue.huey.flush()  # both messages lost
+    events = aioredis.Redis.from_url(redis_url)
+    try:
+        reconciler = Reconciler(restorer=worker.restorer, queue=worker.queue, redis=events, interval=1, pending_grace=0)
+        await reconciler.run_once()
+    finally:
+        await events.aclose()
+
+    queued = await worker.queue.queued_ids()
+    assert lost in queued
+    assert cancelled not in queued

@@ -128,6 +128,10 @@ JOB_EXAMPLES = {
             }
         ),
     },
+    "cancelled": {
+        "summary": "cancelled by its owner",
+        "value": _job_example(**{**PENDING_EXAMPLE, "status": "cancelled"}),
+    },
 }
 
 

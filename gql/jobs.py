@@ -13,6 +13,7 @@ import logging
 import math
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -233,6 +234,9 @@ async def cancel_job(*, services: Services, user_id: str, job_id: str) -> JobVie
     return view_of(job, services.urls)
 
 
+# How many finished jobs a `jobsUpdated` watcher remembers, to drop their late stale events: far
+# more than end in the moment such an event can lag behind (milliseconds).
+FINISHED_REMEMBERED = 1024
 # How long a new watcher waits for the API's event subscription to be up before giving up.
 EVENTS_CONNECT_WAIT = 5.0
 
@@ -270,11 +274,18 @@ async def watch_user_jobs(*, services: Services, user_id: str) -> AsyncIterator[
     await services.events.wait_connected(within=EVENTS_CONNECT_WAIT)
     async with services.events.watch_user(user_id) as feed:
         seen: dict[str, int] = {}  # unfinished jobs only: a finished job sends nothing more
+        # Jobs seen finishing, the most recent ones: an event of theirs that was published before
+        # the end but arrives after it (a worker's last progress racing the API's cancel, each on
+        # its own connection) is stale.
+        finished: OrderedDict[str, None] = OrderedDict()
         async for event in feed:
-            if event.user_id != user_id or event.seq <= seen.get(event.id, -1):
+            if event.user_id != user_id or event.seq <= seen.get(event.id, -1) or event.id in finished:
                 continue
             if event.terminal:
                 seen.pop(event.id, None)
+                finished[event.id] = None
+                if len(finished) > FINISHED_REMEMBERED:
+                    finished.popitem(last=False)
             else:
                 seen[event.id] = event.seq
             yield services.views.get((event.id, event.seq), functools.partial(view_of, event, services.urls))

@@ -3,15 +3,18 @@ owner, a stranger and the watchers see. The worker's side is in tests/tasks/test
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from models import repository
 from models.error_codes import ErrorCode
 from models.job import JobStatus, RestorationJob
+from tasks.events import CHANNEL, JobEvent
 from tests.fixtures import images
 from tests.fixtures.jwks import TokenFactory
 from tests.fixtures.s3 import S3ServerHandle
@@ -248,3 +251,25 @@ async def test_a_jobs_updated_watcher_sees_the_cancel(
     finally:
         await socket.close()
     assert [(u["id"], u["status"]) for u in updates] == [(job_id, "CANCELLED")]
+
+
+async def test_a_late_progress_event_after_the_cancel_is_not_sent_to_jobs_updated(
+    api: ApiServer, owner: httpx.AsyncClient, owner_token: str, redis_url: str
+) -> None:
+    """The worker's last progress (published on its own connection) may arrive after the API's
+    CANCELLED: it is stale, and the watcher's next update is the next real change."""
+    job_id, sentinel = await submit(owner), await submit(owner)
+    claimed = await repository.claim_job(job_id, worker_id="some-worker", lease_seconds=60)
+    assert claimed is not None
+    stale = dataclasses.replace(JobEvent.of(claimed), progress=0.5)
+    socket = await subscribe(api, owner_token)
+    publisher = aioredis.Redis.from_url(redis_url)
+    try:
+        await owner.post(cancel_url(job_id))
+        await publisher.publish(CHANNEL, stale.encode())
+        await owner.post(cancel_url(sentinel))  # published after the stale event: arrives after it
+        updates = await updates_until(socket, lambda seen: any(u["id"] == sentinel for u in seen))
+    finally:
+        await publisher.aclose()
+        await socket.close()
+    assert [(u["id"], u["status"]) for u in updates] == [(job_id, "CANCELLED"), (sentinel, "CANCELLED")]

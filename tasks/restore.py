@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,9 +53,10 @@ from tasks.failures import (
     crashed,
     no_server,
 )
+from tasks.held_slot import GiveBack, HeldSlot
 from tasks.job_watch import CANCEL_POLL_SECONDS, JobWatch, Stopped, watching
 from tasks.progress import ProgressReporter
-from tasks.scheduler import SLOT_POLL_SECONDS, Slot, SlotBoard
+from tasks.scheduler import Slot, SlotBoard
 from workflows.binding import Workflow
 
 log = logging.getLogger("restore.pipeline")
@@ -68,7 +68,6 @@ INPUT_SUBFOLDER = "restore"
 LEASE_SECONDS = 60.0
 
 JobListener = Callable[[RestorationJob], Awaitable[None]]
-GiveBack = Callable[[Slot], None]
 Requeue = Callable[[str], Awaitable[None]]
 
 
@@ -101,13 +100,15 @@ class Restorer:
         reserved here). While it runs, the job's lease and the slot's are renewed; if this process
         dies, both run out and the reconciler settles the job from ComfyUI's own record.
         """
-        held = _Held(self, slot)
+        held = HeldSlot(
+            servers=self.servers, slots=self.slots, worker_id=self.worker_id, give_back=self.give_back, slot=slot
+        )
         try:
             await self._run(job_id, held)
         finally:
             await held.release()
 
-    async def _run(self, job_id: str, held: _Held) -> None:
+    async def _run(self, job_id: str, held: HeldSlot) -> None:
         try:
             job = await repository.claim_job(job_id, worker_id=self.worker_id, lease_seconds=self.lease_seconds)
         except DatabaseUnavailable:
@@ -131,7 +132,7 @@ class Restorer:
             heartbeat.cancel()
             await asyncio.wait([heartbeat])  # without absorbing a cancellation of this job
 
-    async def _run_claimed(self, job: RestorationJob, started: float, held: _Held, watch: JobWatch) -> None:
+    async def _run_claimed(self, job: RestorationJob, started: float, held: HeldSlot, watch: JobWatch) -> None:
         job_id = str(job.id)
         deadline = asyncio.timeout(self.job_timeout)
         try:
@@ -176,7 +177,7 @@ class Restorer:
     def _timed_out(self) -> Failure:
         return Failure.named(ErrorCode.TIMEOUT, f"the job did not finish within {self.job_timeout:g} s")
 
-    async def _heartbeat(self, job_id: str, held: _Held) -> None:
+    async def _heartbeat(self, job_id: str, held: HeldSlot) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             await held.renew()
@@ -186,7 +187,7 @@ class Restorer:
             except DatabaseUnavailable:
                 log.warning("restore.lease_not_renewed", extra={"job_id": job_id})
 
-    async def _process(self, job: RestorationJob, held: _Held, watch: JobWatch) -> str:
+    async def _process(self, job: RestorationJob, held: HeldSlot, watch: JobWatch) -> str:
         try:
             original = await self.storage.get_bytes(job.original_key)
         except StorageError as exc:
@@ -214,7 +215,13 @@ class Restorer:
             return await self._store_result(job, client, entry)
 
     async def _send(
-        self, job: RestorationJob, prepared: ComfyInput, slot: Slot, client: ComfyClient, held: _Held, watch: JobWatch
+        self,
+        job: RestorationJob,
+        prepared: ComfyInput,
+        slot: Slot,
+        client: ComfyClient,
+        held: HeldSlot,
+        watch: JobWatch,
     ) -> dict[str, Any]:
         """Upload the input into the slot's file, queue the prompt, and wait for ComfyUI to finish
         it; Stopped when the job is cancelled before the prompt is sent or while ComfyUI has it."""
@@ -242,7 +249,7 @@ class Restorer:
             with metrics.COMFY_EXECUTION.time():
                 return await watch.until_stopped(client.wait(prompt_id, on_event=on_event))
 
-    async def _withdraw(self, job_id: str, held: _Held, status: JobStatus | None) -> None:
+    async def _withdraw(self, job_id: str, held: HeldSlot, status: JobStatus | None) -> None:
         """The job stopped being ours while it ran (its owner cancelled it): its prompt, if sent,
         is taken out of ComfyUI, and the slot is given back at once. Nothing is stored, and the
         job's state is not touched (whoever ended it published it)."""
@@ -391,52 +398,6 @@ class Restorer:
     async def _changed(self, job: RestorationJob) -> None:
         if self.on_change is not None:
             await self.on_change(job)
-
-
-class _Held:
-    """The slot a job holds, if any: reserved (waiting for one when none is free), renewed while
-    the job runs, given back once (as soon as ComfyUI is done with the prompt)."""
-
-    def __init__(self, restorer: Restorer, slot: Slot | None) -> None:
-        self._restorer = restorer
-        self.slot = slot
-        self.client: ComfyClient | None = restorer.servers.client(slot.server) if slot else None
-        self.waiting = False
-        self.sent = False
-
-    async def ensure(self, watch: JobWatch) -> Slot:
-        """The held slot, or a new one on a reachable server, waiting as long as the job may
-        (Stopped when it is cancelled meanwhile)."""
-        if self.slot is not None:
-            return self.slot
-        owner = f"{self._restorer.worker_id}:{uuid.uuid4().hex[:8]}"
-        self.waiting = True
-        while True:
-            watch.check()
-            slot = await asyncio.to_thread(
-                self._restorer.slots.acquire, self._restorer.servers.reachable(), owner=owner
-            )
-            if slot is not None:
-                break
-            await asyncio.sleep(SLOT_POLL_SECONDS)
-        self.waiting = False
-        self.slot, self.client = slot, self._restorer.servers.client(slot.server)
-        return slot
-
-    async def renew(self) -> None:
-        if self.slot is not None:
-            with contextlib.suppress(OSError, ConnectionError):
-                await asyncio.to_thread(self._restorer.slots.renew, self.slot)
-
-    async def release(self) -> None:
-        slot, self.slot = self.slot, None
-        if slot is None:
-            return
-        give_back = self._restorer.give_back or self._restorer.slots.release
-        try:
-            await asyncio.to_thread(give_back, slot)
-        except Exception:  # Redis away: the lease runs out by itself
-            log.warning("restore.slot_not_released", extra={"server": slot.server, "slot": slot.index})
 
 
 def _observe_end_to_end(job: RestorationJob) -> None:

@@ -221,6 +221,15 @@ async def test_cancel_job_of_someone_elses_job_is_not_found(
     assert (await RestorationJob.get(id=job_id)).status == JobStatus.PENDING
 
 
+async def test_the_jobs_query_filters_on_cancelled(owner: httpx.AsyncClient) -> None:
+    cancelled, _pending = await submit(owner), await submit(owner)
+    await graphql(owner, CANCEL_JOB, id=cancelled)
+
+    body = (await graphql(owner, "{ jobs(status: CANCELLED) { edges { node { id status } } } }")).json()
+
+    assert [edge["node"] for edge in body["data"]["jobs"]["edges"]] == [{"id": cancelled, "status": "CANCELLED"}]
+
+
 async def test_a_job_updated_watcher_sees_cancelled_and_the_stream_completes(
     api: ApiServer, owner: httpx.AsyncClient, owner_token: str
 ) -> None:

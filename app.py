@@ -327,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--out", type=Path, default=None, help="where to save the result (implies --watch)")
     submit.add_argument("--url", default=None, help="API base URL (default: ./.data/dev-url)")
     submit.add_argument("--token", default=None, help="bearer token (default: ./.data/dev-token)")
+    submit.add_argument(
+        "--cancel-on-interrupt",
+        action="store_true",
+        help="Ctrl-C while following the job cancels it on the server (exit status 130)",
+    )
     # The client reads only what it uses (these flags, ./.data/, LOG_LEVEL): server settings in the
     # environment, valid or not, are none of its business.
     submit.set_defaults(run=_cmd_submit, server_settings=False)

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -71,6 +72,14 @@ class OutputImage:
     filename: str
     subfolder: str
     type: str
+
+
+class Withdrawal(StrEnum):
+    """What `ComfyClient.cancel` did to a prompt."""
+
+    DELETED = "deleted"  # it was waiting in ComfyUI's queue and was removed from it
+    INTERRUPTED = "interrupted"  # it was running: ComfyUI stops it at its next interrupt check
+    ABSENT = "absent"  # neither waiting nor running (finished, or never arrived): nothing done
 
 
 Event = Message | Disconnected
@@ -284,10 +293,28 @@ class ComfyClient:
 
         return ids(body.get("queue_running")), ids(body.get("queue_pending"))
 
-    async def cancel(self, prompt_id: str) -> None:
-        """Remove the prompt from ComfyUI's queue, or interrupt it if it is running."""
-        await self._request("POST", "/queue", json={"delete": [prompt_id]})
-        await self._request("POST", "/interrupt", json={"prompt_id": prompt_id})
+    async def cancel(self, prompt_id: str) -> Withdrawal:
+        """Take the prompt out of ComfyUI: delete it from the queue while it waits, interrupt it
+        while it runs, and never touch another client's prompt; what was done.
+
+        ComfyUI's `/queue` delete only affects waiting prompts, and `/interrupt` stops whatever
+        runs unless the body names a prompt id, which only 2025+ servers honour (fact 19). So the
+        queue is read first and the interrupt is sent only while OUR prompt is the running one,
+        with its id in the body as well. A waiting prompt may start between the read and the
+        delete (a no-op then), so the queue is read again after a delete.
+        """
+        running, pending = await self.queue_ids()
+        deleted = False
+        if prompt_id in pending:
+            response = await self._request("POST", "/queue", json={"delete": [prompt_id]})
+            self._check(response, "/queue delete")
+            running, pending = await self.queue_ids()
+            deleted = prompt_id not in pending and prompt_id not in running
+        if prompt_id in running:
+            response = await self._request("POST", "/interrupt", json={"prompt_id": prompt_id})
+            self._check(response, "/interrupt")
+            return Withdrawal.INTERRUPTED
+        return Withdrawal.DELETED if deleted else Withdrawal.ABSENT
 
     async def view(self, image: OutputImage) -> bytes:
         response = await self._request(

@@ -3,7 +3,8 @@
 Uploads a photo through the GraphQL multipart mutation (files over `DIRECT_UPLOAD_BYTES`: as a
 direct upload, straight to storage at a signed URL, then `restoreUpload`), follows the job over the
 `jobUpdated` subscription (graphql-transport-ws) with a progress bar on stderr, and downloads the
-result.
+result. With `--cancel-on-interrupt`, Ctrl-C (SIGINT, or SIGTERM) while following the job cancels it
+on the server (`cancelJob`) and exits with the signal's status (128 + its number).
 Defaults to the server and token that `restoration dev` wrote to `./.data/`.
 """
 
@@ -12,14 +13,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, TypeVar
 
 import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
+
+T = TypeVar("T")
 
 DATA_DIR = Path(".data")
 JOB_FIELDS = "id status progress processedImageUrl errorMessage"
@@ -31,6 +36,9 @@ CREATE_UPLOAD = "mutation($size: Int!) { createUpload(size: $size) { id url meth
 RESTORE_UPLOAD = (
     f"mutation($id: ID!, $denoise: Float) {{ restoreUpload(uploadId: $id, denoise: $denoise) {{ {JOB_FIELDS} }} }}"
 )
+CANCEL_JOB = "mutation($id: ID!) { cancelJob(id: $id) { id status } }"
+# What `--cancel-on-interrupt` reacts to: Ctrl-C, and a polite kill.
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 # Larger photos go straight to storage: the API is not held for the whole transfer (slow networks),
 # and the file is streamed from disk instead of read whole.
 DIRECT_UPLOAD_BYTES = 4 * 1024 * 1024
@@ -146,15 +154,97 @@ async def follow(url: str, token: str, job_id: str) -> dict[str, Any]:
     return last
 
 
+class Interrupted(Exception):
+    """A signal in `INTERRUPTS` arrived while the job was followed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class CancelOnInterrupt:
+    """While entered, a signal in `INTERRUPTS` stops `follow()`ing the job: Interrupted is raised
+    from it. Leaving restores the default handling, so a second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._task: asyncio.Future[Any] | None = None
+
+    def __enter__(self) -> CancelOnInterrupt:
+        loop = asyncio.get_running_loop()
+        for signum in INTERRUPTS:
+            loop.add_signal_handler(signum, self._fire, signum)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in INTERRUPTS:
+            loop.remove_signal_handler(signum)
+
+    def _fire(self, signum: int) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self._task is not None:
+            self._task.cancel()
+
+    async def follow(self, following: Coroutine[Any, Any, T]) -> T:
+        task = self._task = asyncio.ensure_future(following)
+        if self.signum is not None:  # arrived before there was anything to stop
+            task.cancel()
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if self.signum is None:  # cancelled from outside, not by a signal
+                raise
+        raise Interrupted(self.signum)
+
+
+async def cancel_on_server(client: httpx.AsyncClient, job_id: str) -> str:
+    """Cancel the job (`cancelJob`); what became of it, in words."""
+    response = await client.post("/graphql", json={"query": CANCEL_JOB, "variables": {"id": job_id}})
+    body = response.json() if response.status_code == 200 else {}
+    errors = body.get("errors") or []
+    if errors and errors[0].get("extensions", {}).get("code") == "CONFLICT":
+        return f"job {job_id} had already finished, not cancelled"
+    if response.status_code != 200 or errors:
+        detail = errors[0].get("message") if errors else f"HTTP {response.status_code}"
+        raise SubmitError(f"job {job_id} could not be cancelled: {detail}")
+    return f"job {job_id} cancelled"
+
+
+def _announce(job: dict[str, Any]) -> None:
+    print(f"job {job['id']} {job['status'].lower()}", flush=True)  # noqa: T201 - the command's output
+
+
+async def follow_cancelling(url: str, token: str, job: dict[str, Any]) -> dict[str, Any]:
+    """`follow()`, announcing the job once a signal would cancel it; Interrupted on a signal."""
+    with CancelOnInterrupt() as interrupts:
+        _announce(job)  # only now: whoever reads the id may interrupt at once
+        return await interrupts.follow(follow(url, token, job["id"]))
+
+
 async def run(args: argparse.Namespace) -> int:
     url = _default(args.url, "dev-url", "url").rstrip("/")
     token = _default(args.token, "dev-token", "token")
+    watching = bool(args.watch or args.out)
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
         job = await upload(client, args.photo, args.denoise)
-        print(f"job {job['id']} {job['status'].lower()}")  # noqa: T201 - the command's output
-        if not (args.watch or args.out):
-            return 0
-        final = await follow(url, token, job["id"])
+        if watching and args.cancel_on_interrupt:
+            try:
+                final = await follow_cancelling(url, token, job)
+            except Interrupted as exc:
+                sys.stderr.write("\n")
+                print(await cancel_on_server(client, job["id"]), flush=True)  # noqa: T201 - the command's output
+                return 128 + exc.signum
+        else:
+            _announce(job)
+            if not watching:
+                return 0
+            final = await follow(url, token, job["id"])
+        if final.get("status") == "CANCELLED":
+            raise SubmitError(f"job {job['id']} was cancelled")
         if final.get("status") != "COMPLETED":
             raise SubmitError(f"job {job['id']} failed: {final.get('errorMessage') or 'unknown error'}")
         out = args.out or Path(f"{args.photo.stem}.restored.png")

@@ -1,5 +1,5 @@
-"""The service functions behind both GraphQL and REST: submit a photo, read, list and watch jobs
-(one job, or every job of the caller).
+"""The service functions behind both GraphQL and REST: submit a photo, read, list, watch (one
+job, or every job of the caller) and cancel jobs.
 
 Neither the resolvers nor the REST routes hold business logic; they call these.
 """
@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from starlette.datastructures import UploadFile
 
 from gql.context import Services
-from gql.errors import BadInput, NotFound, TooManyPendingJobs
+from gql.errors import BadInput, Conflict, NotFound, TooManyPendingJobs
 from gql.idempotency import Claim, Content, Replay, holding, parse_key
 from gql.intake import ImageInfo, inspect_image
 from gql.uploads import HashedUpload, check_size
@@ -36,15 +36,15 @@ from storage.errors import StorageError
 from storage.keys import original_key
 from tasks import metrics
 from tasks.events import CHANNEL, JobEvent, QueueMoved
+from tasks.queue import QueueUnavailable
 
 log = logging.getLogger("restore.api")
 
 MAX_PAGE_SIZE = 100
 # Pieces in which an upload not hashed while it was spooled is read to hash it.
 HASH_CHUNK_BYTES = 1024 * 1024
-# Every status the contract names, as REST spells them; one the model does not have yet
-# (`cancelled`, until cancelling exists) matches no job rather than being refused.
-CONTRACT_STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
+# Every status the contract names, as REST spells them.
+CONTRACT_STATUSES = tuple(member.value for member in JobStatus)
 
 
 def parse_denoise(value: object, *, default: float) -> float:
@@ -214,9 +214,10 @@ async def create_job(
 
 
 async def _announce(services: Services, job: RestorationJob) -> None:
-    """Publish the new job's PENDING state, so `jobsUpdated` watchers in every API process see it
-    appear (the worker publishes every later change). Best effort, like the worker's publishing:
-    the job is committed and queued already, so a lost announcement must not refuse it."""
+    """Publish a change the API made (a new job's PENDING state, a job's CANCELLED), so watchers
+    in every API process see it (the worker publishes every other change). Best effort, like the
+    worker's publishing: the row is committed already, so a lost announcement must not refuse it
+    (a watcher re-reads the row when its event stream reconnects)."""
     try:
         # The queue's Redis pool: the API's event client is kept to its one subscriber connection.
         await asyncio.to_thread(services.queue.huey.storage.conn.publish, CHANNEL, JobEvent.of(job).encode())
@@ -280,8 +281,6 @@ async def list_jobs(
     if isinstance(status, str) and not isinstance(status, JobStatus):
         if status not in CONTRACT_STATUSES:
             raise BadInput(f"status must be one of {', '.join(CONTRACT_STATUSES)}")
-        if status not in {member.value for member in JobStatus}:
-            return JobPage(jobs=[], has_next_page=False)
         status = JobStatus(status)
     rows, more = await repository.list_user_jobs(user_id, first=first, after=cursor, status=status)
 
@@ -295,6 +294,38 @@ async def list_jobs(
     return JobPage(jobs=[(cursor, view) for (cursor, _), view in zip(jobs, views, strict=True)], has_next_page=more)
 
 
+async def cancel_job(*, services: Services, user_id: str, job_id: str) -> JobView:
+    """Cancel the caller's job: a pending one is `cancelled` at once (and never sent to ComfyUI:
+    the worker's claim refuses it); a processing one too, and its worker, which watches the row,
+    withdraws the prompt from ComfyUI and gives the slot back within seconds. NotFound when the job
+    does not exist or is someone else's; Conflict (job unchanged) when it had already finished.
+
+    One conditional update does it (`pending|processing → cancelled`), so a cancel racing the
+    worker's claim or its completion has exactly one outcome. The original stays in storage.
+    """
+    parsed = parse_job_id(job_id)
+    job = await repository.cancel_job(parsed, user_id) if parsed else None
+    if job is None:
+        current = await repository.get_user_job(parsed, user_id) if parsed else None
+        if current is None:
+            raise NotFound("job not found")
+        raise Conflict(f"the job is already {JobStatus(current.status).value}")
+    if job.started_at is None:  # it was pending: its queue place goes now, so the places behind it move up
+        try:
+            await services.queue.withdraw(job.id)
+        except QueueUnavailable:  # best effort: the worker's claim refuses the message anyway
+            log.warning("restore.withdraw_failed", extra={"job_id": job.id})
+    # Every watcher of the job (and of the owner's jobs) sees CANCELLED now: the worker publishes
+    # nothing for it, the cancelled job being no longer its own.
+    await _announce(services, job)
+    metrics.JOBS_CANCELLED.inc()
+    log.info("restore.cancel_requested", extra={"job_id": job.id, "user": user_id, "worker": job.worker_id})
+    return view_of(job, services.urls)
+
+
+# How many finished jobs a `jobsUpdated` watcher remembers, to drop their late stale events: far
+# more than end in the moment such an event can lag behind (milliseconds).
+FINISHED_REMEMBERED = 1024
 # How long a new watcher waits for the API's event subscription to be up before giving up.
 EVENTS_CONNECT_WAIT = 5.0
 
@@ -363,6 +394,10 @@ async def watch_user_jobs(*, services: Services, user_id: str) -> AsyncIterator[
     await services.events.wait_connected(within=EVENTS_CONNECT_WAIT)
     async with services.events.watch_user(user_id) as feed:
         seen: OrderedDict[str, int] = OrderedDict()  # job id → last seq sent, least recent first
+        # Jobs seen finishing, the most recent ones: an event of theirs that was published before
+        # the end but arrives after it (a worker's last progress racing the API's cancel, each on
+        # its own connection) is stale.
+        finished: OrderedDict[str, None] = OrderedDict()
         pending: dict[str, JobView] = {}  # the last view sent of each pending job
         while (change := await feed.next_change()) is not None:
             if isinstance(change, QueueMoved):
@@ -371,12 +406,16 @@ async def watch_user_jobs(*, services: Services, user_id: str) -> AsyncIterator[
                     yield view
                 continue
             event = change
-            if event.user_id != user_id or event.seq <= seen.get(event.id, -1):
+            if event.user_id != user_id or event.seq <= seen.get(event.id, -1) or event.id in finished:
                 continue
             seen[event.id] = event.seq
             seen.move_to_end(event.id)
             if len(seen) > SEEN_JOBS_PER_WATCHER:
                 seen.popitem(last=False)
+            if event.terminal:
+                finished[event.id] = None
+                if len(finished) > FINISHED_REMEMBERED:
+                    finished.popitem(last=False)
             view = services.views.get((event.id, event.seq), functools.partial(view_of, event, services.urls))
             view = await _placed(services, view)
             if view.status is JobStatus.PENDING:

@@ -1,7 +1,7 @@
-"""GraphQL mutations: `restoreImage` (a GraphQL multipart request), and the direct upload's
-`createUpload` and `restoreUpload`. Both submits take an `idempotencyKey` (the REST
-`Idempotency-Key`, one key space per user): a retry with the same key and content gets the first
-job back, other content is CONFLICT."""
+"""GraphQL mutations: `restoreImage` (a GraphQL multipart request), the direct upload's
+`createUpload` and `restoreUpload`, and `cancelJob`. Both submits take an `idempotencyKey` (the
+REST `Idempotency-Key`, one key space per user): a retry with the same key and content gets the
+first job back, other content is CONFLICT."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from strawberry.file_uploads import Upload
 from gql.context import Info
 from gql.direct_uploads import create_upload, restore_upload
 from gql.errors import BadInput
-from gql.jobs import submit_restoration
+from gql.jobs import cancel_job, submit_restoration
 from gql.types import RestorationJob, UploadTicket
 
 
@@ -63,3 +63,13 @@ class Mutation:
             idempotency_key=idempotency_key,
         )
         return RestorationJob.from_view(submission.job)
+
+    @strawberry.mutation(
+        description="Cancel one of your jobs: a PENDING one is CANCELLED at once and never run; a PROCESSING one "
+        "becomes CANCELLED within 5 s (its run is stopped, no result is kept). The original is kept. "
+        "NOT_FOUND when missing or not yours; CONFLICT (unchanged) when it already finished."
+    )
+    async def cancel_job(self, info: Info, id: strawberry.ID) -> RestorationJob:
+        context = info.context
+        view = await cancel_job(services=context.services, user_id=context.user_id, job_id=str(id))
+        return RestorationJob.from_view(view)

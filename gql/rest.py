@@ -22,7 +22,16 @@ from gql.context import Services, authenticate, services_of
 from gql.direct_uploads import TicketView, create_upload, restore_upload
 from gql.errors import BadInput
 from gql.idempotency import parse_key
-from gql.jobs import CONTRACT_STATUSES, MAX_PAGE_SIZE, JobView, Submission, get_job, list_jobs, submit_restoration
+from gql.jobs import (
+    CONTRACT_STATUSES,
+    MAX_PAGE_SIZE,
+    JobView,
+    Submission,
+    cancel_job,
+    get_job,
+    list_jobs,
+    submit_restoration,
+)
 from gql.uploads import read_form, single_file
 from models.error_codes import ErrorCode
 
@@ -134,6 +143,10 @@ JOB_EXAMPLES = {
                 "retryable": True,
             }
         ),
+    },
+    "cancelled": {
+        "summary": "cancelled by its owner",
+        "value": _job_example(**{**PENDING_EXAMPLE, "status": "cancelled"}),
     },
 }
 
@@ -320,6 +333,22 @@ async def jobs(
 async def job(job_id: str, user: CurrentUser, services: CurrentServices) -> Job:
     """The caller's job; 404 when it does not exist or belongs to someone else."""
     return Job.from_view(await get_job(services=services, user_id=user.user_id, job_id=job_id))
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=Job,
+    responses={
+        200: {"description": "the job, cancelled (a processing one may still say `processing` for a few seconds)"},
+        **ERRORS,
+        404: {"model": Problem, "description": "no such job, or someone else's"},
+        409: {"model": Problem, "description": "the job already finished (completed, failed or cancelled): unchanged"},
+    },
+)
+async def cancel(job_id: str, user: CurrentUser, services: CurrentServices) -> Job:
+    """Cancel the caller's job: never sent to ComfyUI if still pending, its prompt stopped if
+    processing; no result is stored, the original is kept."""
+    return Job.from_view(await cancel_job(services=services, user_id=user.user_id, job_id=job_id))
 
 
 def _json_body(schema: dict[str, Any], *, required: bool) -> dict[str, Any]:

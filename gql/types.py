@@ -20,6 +20,7 @@ class JobStatus(Enum):
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     def to_model(self) -> ModelStatus:
         return ModelStatus(self.value)

@@ -1,4 +1,4 @@
-"""The restoration job: one row per upload, from `pending` to `completed` or `failed`."""
+"""The restoration job: one row per upload, from `pending` to `completed`, `failed` or `cancelled`."""
 
 from __future__ import annotations
 
@@ -15,10 +15,13 @@ class JobStatus(StrEnum):
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
+    # By its owner: at once while pending, within seconds while processing (the worker withdraws
+    # the prompt from ComfyUI); no result is kept, the original is.
+    CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED)
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 class RestorationJob(Model):

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from tortoise.exceptions import DBConnectionError
@@ -222,6 +223,37 @@ async def fail_job(
             updated_at=now,
         )
         return await RestorationJob.get(id=job_id) if updated else None
+
+
+async def cancel_job(job_id: uuid.UUID, user_id: str) -> RestorationJob | None:
+    """pending/processing → cancelled, for the job's owner; None when the job is not the user's
+    or is already finished (the caller re-reads to tell which).
+
+    Conditional like the claim and every other terminal transition, so a cancel racing the
+    worker's `complete_job` (or `fail_job`) has exactly one winner. The row keeps `worker_id` and
+    `comfy_server`: they say where the prompt went, for the worker withdrawing it and for operators.
+    """
+    now = _now()
+    with _db_errors():
+        updated = await RestorationJob.filter(
+            id=job_id, user_id=user_id, status__in=[JobStatus.PENDING, JobStatus.PROCESSING]
+        ).update(
+            seq=F("seq") + 1,
+            status=JobStatus.CANCELLED,
+            progress=None,
+            finished_at=now,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        return await RestorationJob.get(id=job_id) if updated else None
+
+
+async def job_status(job_id: uuid.UUID | str) -> JobStatus | None:
+    """The job's status alone (one primary-key read, for the worker's watch while it runs it);
+    None when the job does not exist."""
+    with _db_errors():
+        rows: list[Any] = await RestorationJob.filter(id=job_id).limit(1).values_list("status", flat=True)
+    return JobStatus(rows[0]) if rows else None
 
 
 async def renew_lease(job_id: uuid.UUID | str, *, worker_id: str, lease_seconds: float) -> bool:

@@ -5,6 +5,13 @@ re-encoded) → hold a slot on a reachable server (least loaded first) → uploa
 input file → queue the prompt (prompt_id = job id) → wait for it → give the slot back at once →
 fetch the output → strip ComfyUI's metadata → store `restored/{id}.png` → completed.
 
+Cancellation. While the job runs, its row is watched (`tasks.job_watch`): once its owner has
+cancelled it, a prompt not yet sent is never sent, a sent one is withdrawn from ComfyUI (deleted
+from the queue while it waits, interrupted while it runs), the slot is given back at once, and
+nothing is stored. Every terminal transition is conditional, so when ComfyUI finishes as the
+cancel lands exactly one of `completed` / `cancelled` wins; a result stored for a job whose
+cancel won is deleted again.
+
 A server that cannot even be connected to before the prompt was sent is marked down and the job
 goes to another server (it was never sent, so this is not a retry); once sent, a failure fails
 the job with the contract's code (`tasks.failures`), nothing is retried (fail fast). The whole
@@ -18,12 +25,11 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from comfy.client import ComfyClient, output_image, settle_entry
+from comfy.client import ComfyClient, Withdrawal, output_image, settle_entry
 from comfy.errors import ComfyError, ComfyUnavailable, ComfyUnreachable
 from comfy.images import ComfyInput, ImageRejected, prepare_for_comfy, strip_png_metadata
 from comfy.messages import Message
@@ -31,7 +37,7 @@ from comfy.progress import ProgressTracker
 from comfy.servers import ComfyServers
 from models import repository
 from models.error_codes import ErrorCode, JobFailure
-from models.job import RestorationJob
+from models.job import JobStatus, RestorationJob
 from models.repository import DatabaseUnavailable
 from storage.base import ObjectStore
 from storage.errors import StorageError
@@ -47,8 +53,10 @@ from tasks.failures import (
     crashed,
     no_server,
 )
+from tasks.held_slot import GiveBack, HeldSlot
+from tasks.job_watch import CANCEL_POLL_SECONDS, JobWatch, Stopped, watching
 from tasks.progress import ProgressReporter
-from tasks.scheduler import SLOT_POLL_SECONDS, Slot, SlotBoard
+from tasks.scheduler import Slot, SlotBoard
 from workflows.binding import Workflow
 
 log = logging.getLogger("restore.pipeline")
@@ -60,7 +68,6 @@ INPUT_SUBFOLDER = "restore"
 LEASE_SECONDS = 60.0
 
 JobListener = Callable[[RestorationJob], Awaitable[None]]
-GiveBack = Callable[[Slot], None]
 Requeue = Callable[[str], Awaitable[None]]
 
 
@@ -83,6 +90,8 @@ class Restorer:
     # How a job whose server vanished before its prompt was sent goes back to the head of the queue
     # (`JobQueue.enqueue_first`); without it the job waits here for another server.
     requeue: Requeue | None = None
+    # How often a running job's row is read to notice that its owner cancelled it.
+    cancel_poll: float = CANCEL_POLL_SECONDS
 
     async def run(self, job_id: str, slot: Slot | None = None) -> None:
         """Process one job end to end; never raises for a job-level failure.
@@ -91,13 +100,15 @@ class Restorer:
         reserved here). While it runs, the job's lease and the slot's are renewed; if this process
         dies, both run out and the reconciler settles the job from ComfyUI's own record.
         """
-        held = _Held(self, slot)
+        held = HeldSlot(
+            servers=self.servers, slots=self.slots, worker_id=self.worker_id, give_back=self.give_back, slot=slot
+        )
         try:
             await self._run(job_id, held)
         finally:
             await held.release()
 
-    async def _run(self, job_id: str, held: _Held) -> None:
+    async def _run(self, job_id: str, held: HeldSlot) -> None:
         try:
             job = await repository.claim_job(job_id, worker_id=self.worker_id, lease_seconds=self.lease_seconds)
         except DatabaseUnavailable:
@@ -113,21 +124,24 @@ class Restorer:
         log.info("restore.started", extra={"job_id": job_id})
         heartbeat = asyncio.create_task(self._heartbeat(job_id, held), name=f"lease-{job_id}")
         try:
-            await self._run_claimed(job, started, held)
+            async with watching(job_id, interval=self.cancel_poll) as watch:
+                await self._run_claimed(job, started, held, watch)
         except DatabaseUnavailable:
             log.error("restore.unsettled", extra={"job_id": job_id, "reason": "database unavailable"})
         finally:
             heartbeat.cancel()
             await asyncio.wait([heartbeat])  # without absorbing a cancellation of this job
 
-    async def _run_claimed(self, job: RestorationJob, started: float, held: _Held) -> None:
+    async def _run_claimed(self, job: RestorationJob, started: float, held: HeldSlot, watch: JobWatch) -> None:
         job_id = str(job.id)
         deadline = asyncio.timeout(self.job_timeout)
         try:
             async with deadline:
-                key = await self._process(job, held)
+                key = await self._process(job, held, watch)
         except _NotSent:
             await self._back_to_queue(job_id)
+        except Stopped as exc:
+            await self._withdraw(job_id, held, exc.status)
         except TimeoutError as exc:
             if not deadline.expired():  # a timeout of something inside, not the job's own
                 await self._fail(job_id, crashed(job_id, exc))
@@ -163,7 +177,7 @@ class Restorer:
     def _timed_out(self) -> Failure:
         return Failure.named(ErrorCode.TIMEOUT, f"the job did not finish within {self.job_timeout:g} s")
 
-    async def _heartbeat(self, job_id: str, held: _Held) -> None:
+    async def _heartbeat(self, job_id: str, held: HeldSlot) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             await held.renew()
@@ -173,7 +187,7 @@ class Restorer:
             except DatabaseUnavailable:
                 log.warning("restore.lease_not_renewed", extra={"job_id": job_id})
 
-    async def _process(self, job: RestorationJob, held: _Held) -> str:
+    async def _process(self, job: RestorationJob, held: HeldSlot, watch: JobWatch) -> str:
         try:
             original = await self.storage.get_bytes(job.original_key)
         except StorageError as exc:
@@ -182,10 +196,10 @@ class Restorer:
             ) from exc
         prepared = await asyncio.to_thread(prepare_for_comfy, original)
         while True:
-            slot = await held.ensure()
+            slot = await held.ensure(watch)
             client = self.servers.client(slot.server)
             try:
-                entry = await self._send(job, prepared, slot, client, held)
+                entry = await self._send(job, prepared, slot, client, held, watch)
             except ComfyUnreachable as exc:
                 if held.sent:
                     raise
@@ -197,12 +211,20 @@ class Restorer:
                     raise _NotSent() from exc
                 continue
             await held.release()  # the next prompt may go in while this result is stored
+            watch.check()  # ComfyUI finished as the cancel landed: the result is not fetched
             return await self._store_result(job, client, entry)
 
     async def _send(
-        self, job: RestorationJob, prepared: ComfyInput, slot: Slot, client: ComfyClient, held: _Held
+        self,
+        job: RestorationJob,
+        prepared: ComfyInput,
+        slot: Slot,
+        client: ComfyClient,
+        held: HeldSlot,
+        watch: JobWatch,
     ) -> dict[str, Any]:
-        """Upload the input into the slot's file, queue the prompt, and wait for ComfyUI to finish it."""
+        """Upload the input into the slot's file, queue the prompt, and wait for ComfyUI to finish
+        it; Stopped when the job is cancelled before the prompt is sent or while ComfyUI has it."""
         prompt_id = str(job.id)
         image_name = await client.upload_image(
             prepared.data, name=f"slot-{slot.index}.{prepared.extension}", subfolder=INPUT_SUBFOLDER
@@ -210,7 +232,9 @@ class Restorer:
         prompt = self.workflow.build(
             image_name=image_name, denoise=job.denoise, filename_prefix=f"restore/{job.id}/restored"
         )
-        await repository.record_server(prompt_id, worker_id=self.worker_id, server=slot.server)
+        if not await repository.record_server(prompt_id, worker_id=self.worker_id, server=slot.server):
+            # No longer processing for this worker (cancelled meanwhile): the prompt is never sent.
+            raise Stopped(await repository.job_status(prompt_id))
         tracker = ProgressTracker(prompt)
         async with client.watch(prompt_id), ProgressReporter(self._progress_sink(prompt_id)) as reporter:
 
@@ -223,7 +247,28 @@ class Restorer:
             held.sent = True
             log.info("restore.comfy.queued", extra={"job_id": prompt_id, "prompt_id": prompt_id, "server": slot.server})
             with metrics.COMFY_EXECUTION.time():
-                return await client.wait(prompt_id, on_event=on_event)
+                return await watch.until_stopped(client.wait(prompt_id, on_event=on_event))
+
+    async def _withdraw(self, job_id: str, held: HeldSlot, status: JobStatus | None) -> None:
+        """The job stopped being ours while it ran (its owner cancelled it): its prompt, if sent,
+        is taken out of ComfyUI, and the slot is given back at once. Nothing is stored, and the
+        job's state is not touched (whoever ended it published it)."""
+        outcome: Withdrawal | None = None
+        if held.sent and held.client is not None:
+            try:
+                outcome = await held.client.cancel(job_id)
+            except ComfyError as exc:  # the server is away: the prompt dies with it or runs out alone
+                log.warning("restore.withdraw_failed", extra={"job_id": job_id, "error": str(exc)})
+        await held.release()
+        log.info(
+            "restore.cancelled" if status is JobStatus.CANCELLED else "restore.settled_elsewhere",
+            extra={
+                "job_id": job_id,
+                "prompt_id": job_id,
+                "status": status.value if status else None,
+                "prompt": outcome.value if outcome else "not sent",
+            },
+        )
 
     async def settle(self, job: RestorationJob) -> None:
         """Settle a job whose worker is gone, from ComfyUI's own record (the job id is the prompt id).
@@ -279,14 +324,28 @@ class Restorer:
 
     async def _complete(self, job_id: str, key: str, started: float | None) -> None:
         done = await repository.complete_job(job_id, processed_key=key)
-        if done is not None:
-            metrics.JOBS_COMPLETED.inc()
-            if done.comfy_server:
-                metrics.SERVER_DONE.labels(done.comfy_server).inc()
-            _observe_end_to_end(done)
-            seconds = round(time.monotonic() - started, 3) if started is not None else None
-            log.info("restore.completed", extra={"job_id": job_id, "seconds": seconds})
-            await self._changed(done)
+        if done is None:
+            await self._discard_result(job_id, key)
+            return
+        metrics.JOBS_COMPLETED.inc()
+        if done.comfy_server:
+            metrics.SERVER_DONE.labels(done.comfy_server).inc()
+        _observe_end_to_end(done)
+        seconds = round(time.monotonic() - started, 3) if started is not None else None
+        log.info("restore.completed", extra={"job_id": job_id, "seconds": seconds})
+        await self._changed(done)
+
+    async def _discard_result(self, job_id: str, key: str) -> None:
+        """The result was stored but the job ended otherwise meanwhile (its cancel won the race):
+        the object goes again, unless the job did complete with it (settled twice)."""
+        if await repository.job_status(job_id) is JobStatus.COMPLETED:
+            return
+        try:
+            await self.storage.delete(key)
+        except StorageError as exc:
+            log.warning("restore.orphan_result", extra={"job_id": job_id, "key": key, "error": str(exc)})
+            return
+        log.info("restore.result_discarded", extra={"job_id": job_id, "reason": "the job ended otherwise first"})
 
     async def _store_result(self, job: RestorationJob, client: ComfyClient, entry: dict[str, object]) -> str:
         """Fetch the output image of a finished prompt, strip ComfyUI's metadata, store it."""
@@ -339,50 +398,6 @@ class Restorer:
     async def _changed(self, job: RestorationJob) -> None:
         if self.on_change is not None:
             await self.on_change(job)
-
-
-class _Held:
-    """The slot a job holds, if any: reserved (waiting for one when none is free), renewed while
-    the job runs, given back once (as soon as ComfyUI is done with the prompt)."""
-
-    def __init__(self, restorer: Restorer, slot: Slot | None) -> None:
-        self._restorer = restorer
-        self.slot = slot
-        self.client: ComfyClient | None = restorer.servers.client(slot.server) if slot else None
-        self.waiting = False
-        self.sent = False
-
-    async def ensure(self) -> Slot:
-        """The held slot, or a new one on a reachable server, waiting as long as the job may."""
-        if self.slot is not None:
-            return self.slot
-        owner = f"{self._restorer.worker_id}:{uuid.uuid4().hex[:8]}"
-        self.waiting = True
-        while True:
-            slot = await asyncio.to_thread(
-                self._restorer.slots.acquire, self._restorer.servers.reachable(), owner=owner
-            )
-            if slot is not None:
-                break
-            await asyncio.sleep(SLOT_POLL_SECONDS)
-        self.waiting = False
-        self.slot, self.client = slot, self._restorer.servers.client(slot.server)
-        return slot
-
-    async def renew(self) -> None:
-        if self.slot is not None:
-            with contextlib.suppress(OSError, ConnectionError):
-                await asyncio.to_thread(self._restorer.slots.renew, self.slot)
-
-    async def release(self) -> None:
-        slot, self.slot = self.slot, None
-        if slot is None:
-            return
-        give_back = self._restorer.give_back or self._restorer.slots.release
-        try:
-            await asyncio.to_thread(give_back, slot)
-        except Exception:  # Redis away: the lease runs out by itself
-            log.warning("restore.slot_not_released", extra={"server": slot.server, "slot": slot.index})
 
 
 def _observe_end_to_end(job: RestorationJob) -> None:

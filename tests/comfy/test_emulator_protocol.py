@@ -644,6 +644,32 @@ async def test_interrupt_for_another_prompt_id_is_a_no_op(comfy, http, uploaded,
     assert [i["applied"] for i in (await comfy.state())["interrupts"]] == [False, True]
 
 
+async def test_an_interrupt_while_nothing_runs_does_not_stop_the_next_prompt(comfy, http, uploaded, sockets):
+    """ComfyUI clears the interrupt flag when a prompt starts (fact 19: pending prompts then run normally)."""
+    ws = await connect(sockets, comfy, "idle")
+    await http.post("/interrupt")
+    await http.post("/interrupt", json={"prompt_id": "not-yet-queued"})
+
+    prompt_id, _, messages = await run(http, ws, "idle")
+
+    assert "execution_success" in [m["type"] for m in of_prompt(messages, prompt_id)]
+    assert [i["applied"] for i in (await comfy.state())["interrupts"]] == [True, False]
+
+
+async def test_an_interrupted_prompts_successor_runs_normally(comfy, http, uploaded, sockets):
+    await comfy.set_faults(mode="hang", times=1)
+    ws = await connect(sockets, comfy, "next")
+    await submit(http, restore_workflow(steps=3), "next", "stopped-1")
+    await ws.wait_for_type("progress", prompt_id="stopped-1")
+    await submit(http, restore_workflow(steps=3, prefix="restore/next"), "next", "after-1")
+
+    await http.post("/interrupt", json={"prompt_id": "stopped-1"})
+    messages = await ws.wait_done("after-1")
+
+    assert "execution_interrupted" in [m["type"] for m in of_prompt(messages, "stopped-1")]
+    assert "execution_success" in [m["type"] for m in of_prompt(messages, "after-1")]
+
+
 async def test_deleting_a_pending_prompt_removes_it_for_good(comfy, http, uploaded, sockets):
     await comfy.set_faults(mode="hang")
     ws = await connect(sockets, comfy, "del")

@@ -24,6 +24,7 @@ def test_schema_has_the_contracts_operations() -> None:
         "restoreImage(file: Upload!, denoise: Float = null, idempotencyKey: String = null): RestorationJob!",
         "restoreUpload(uploadId: ID!, denoise: Float = null, idempotencyKey: String = null): RestorationJob!",
         "jobUpdated(id: ID!): RestorationJob!",
+        "cancelJob(id: ID!): RestorationJob!",
         "jobs(first: Int = 20, after: String = null, status: JobStatus = null): JobConnection!",
     ):
         assert line in schema

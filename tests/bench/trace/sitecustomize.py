@@ -28,7 +28,8 @@ STEPS = {
         "ComfyClient.view",
     ],
     "models.repository": ["claim_job", "record_server", "complete_job", "create_job"],
-    "tasks.restore": ["prepare_for_comfy", "strip_png_metadata", "Restorer._changed", "_Held.release"],
+    "tasks.restore": ["prepare_for_comfy", "strip_png_metadata", "Restorer._changed"],
+    "tasks.held_slot": ["HeldSlot.release"],
     "tasks.queue": ["JobQueue.enqueue"],
     "gql.intake": ["inspect_image"],
 }

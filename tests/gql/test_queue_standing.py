@@ -185,3 +185,13 @@ async def test_with_redis_unreachable_a_read_shows_nulls_not_an_error() -> None:
     [read] = await placed([view], dead)
 
     assert (read.queue_position, read.eta_seconds) == (None, None)
+
+
+async def test_cancelling_a_pending_job_moves_the_jobs_behind_it_up(client: httpx.AsyncClient) -> None:
+    first, second, third = await submit(client), await submit(client), await submit(client)
+
+    cancelled = await client.post(f"/api/v1/restoration/jobs/{first['id']}/cancel")
+
+    assert cancelled.status_code == 200
+    assert cancelled.json()["queue_position"] is None
+    assert [(await rest_job(client, job["id"]))["queue_position"] for job in (second, third)] == [1, 2]

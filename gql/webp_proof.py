@@ -13,7 +13,9 @@ What stays in memory is libwebp's own working set, which depends on the kind of 
   anywhere earlier in the image, so libwebp keeps it all) and the compressed data seen so far.
 
 A WebP in an animation container with exactly one frame is judged by that frame, rewrapped as a
-still WebP on the fly; more frames are refused by the caller (animations are not accepted).
+still WebP on the fly; more frames are refused (animations are not accepted). The container is
+checked as libwebp's demuxer (Pillow's path) checks it; beyond that, a file of more than
+`MAX_CHUNKS` chunks is refused, which Pillow would accept.
 
 libwebp is the copy Pillow's wheel bundles (``pillow.libs``), else the system's; ``available()``
 says whether one was found (the caller falls back to Pillow's full decode otherwise). Calls go
@@ -38,7 +40,7 @@ import PIL
 
 from comfy.images import UnsupportedImage
 
-__all__ = ["WebPHeader", "available", "prove_webp", "read_header"]
+__all__ = ["MAX_CHUNKS", "WebPHeader", "available", "prove_webp", "read_header"]
 
 _PIECE = 1024 * 1024
 _SCALE = 8
@@ -51,6 +53,9 @@ _HEADER_BYTES = 64 * 1024  # WebPGetFeatures needs the first chunks only
 _ANIMATION_FLAG = 0x02
 _ALPHA_FLAG = 0x10
 _VALID_FLAGS = 0x3E  # ICC profile, alpha, EXIF, XMP, animation; the demuxer refuses the others
+# A photo has a handful of chunks (VP8X, ICCP, ALPH, VP8, EXIF, XMP); walking millions of empty
+# ones would cost the API seconds of Python for a 50 MiB upload, so more than this is refused.
+MAX_CHUNKS = 1000
 # Larger files on disk are mapped rather than copied into libwebp's input buffer.
 _MAP_FROM_BYTES = 4 * _PIECE
 
@@ -300,7 +305,11 @@ def _chunks(fp: BinaryIO, start: int = 12, end: int | None = None) -> Iterator[_
         fp.seek(4)
         end = 8 + struct.unpack("<I", fp.read(4))[0]
     offset = start
+    count = 0
     while offset + 8 <= end:
+        count += 1
+        if count > MAX_CHUNKS:
+            raise UnsupportedImage(f"a WebP of more than {MAX_CHUNKS} chunks")
         fp.seek(offset)
         header = fp.read(8)
         if len(header) < 8:

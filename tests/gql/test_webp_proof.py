@@ -107,6 +107,23 @@ def test_container_claiming_more_bytes_than_the_file_is_refused() -> None:
         inspect_image(io.BytesIO(bytes(data)), max_pixels=MAX_PIXELS)
 
 
+def test_webp_of_too_many_chunks_is_refused() -> None:
+    data = samples.webp_bytes()
+    padding = b"XTRA" + struct.pack("<I", 0)
+    stuffed = bytearray(data + padding * webp_proof.MAX_CHUNKS)
+    struct.pack_into("<I", stuffed, 4, len(stuffed) - 8)
+    with pytest.raises(UnsupportedImage, match="chunks"):
+        inspect_image(io.BytesIO(bytes(stuffed)), max_pixels=MAX_PIXELS)
+
+
+def test_webp_with_a_few_unknown_chunks_is_accepted() -> None:
+    data = samples.webp_bytes()
+    stuffed = bytearray(data + (b"XTRA" + struct.pack("<I", 2) + b"hi") * 3)
+    struct.pack_into("<I", stuffed, 4, len(stuffed) - 8)
+    assert pillow_accepts(bytes(stuffed))
+    assert inspect_image(io.BytesIO(bytes(stuffed)), max_pixels=MAX_PIXELS).format == "webp"
+
+
 def test_one_frame_animation_with_a_truncated_frame_is_refused() -> None:
     data = one_frame_animation(64, 64)
     frame = data.index(b"ANMF")

@@ -9,8 +9,10 @@ runs `inspect_image` in a thread.
 Memory: the file is read in pieces of at most 1 MiB. JPEG is decoded at 1/8 scale. PNG is proven
 complete without holding its pixels: every chunk's CRC is checked and the compressed image data is
 inflated piece by piece, counting the scanlines and checking each row's filter byte (what Pillow's
-full decode would reject: a bad CRC, a broken or short zlib stream, an unknown filter). WebP and
-HEIF have no such path in their libraries: they are decoded in full (about 4 bytes per pixel).
+full decode would reject: a bad CRC, a broken or short zlib stream, an unknown filter). WebP goes
+to libwebp's incremental decoder at 1/8 scale (`gql.webp_proof`: flat for lossy WebP; lossless
+WebP still costs its full-size ARGB image, 4 bytes per pixel, inside libwebp). HEIF has no such
+path in libheif's Python binding: it is decoded in full (about 3 bytes per pixel).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import BinaryIO
 from PIL import ImageFile
 
 from comfy.images import ImageTooLarge, UnsupportedImage, decoding_errors, open_image
+from gql import webp_proof
 
 __all__ = ["ImageInfo", "inspect_image"]
 
@@ -56,7 +59,7 @@ def inspect_image(path: str | os.PathLike[str] | BinaryIO, *, max_pixels: int) -
 
     ``path`` is a file path or a seekable binary file, read from its start and left open.
     The pixel count is checked from the header before any decoding; decoding then runs at
-    1/8 scale for JPEG and at full size (at most ``max_pixels``) for the other formats.
+    1/8 scale for JPEG and WebP, streamed for PNG, and at full size (at most ``max_pixels``) for HEIF.
     Raises ``UnsupportedImage`` or ``ImageTooLarge``.
     """
     if isinstance(path, str | os.PathLike):
@@ -67,16 +70,39 @@ def inspect_image(path: str | os.PathLike[str] | BinaryIO, *, max_pixels: int) -
 
 def _inspect_stream(fp: BinaryIO, *, max_pixels: int) -> ImageInfo:
     fp.seek(0)
-    if not fp.read(1):
+    magic = fp.read(12)
+    if not magic:
         raise UnsupportedImage("empty file")
+    if magic[:4] == b"RIFF" and magic[8:] == b"WEBP" and webp_proof.available():
+        info = _inspect_webp(fp, max_pixels=max_pixels)
+    else:
+        info = _inspect_with_pillow(fp, max_pixels=max_pixels)
+    if info.format == "png":
+        _prove_png(fp)
+    reason = _polyglot_reason(fp, info.format)
+    if reason:
+        raise UnsupportedImage(f"the file is not only an image: {reason}")
+    return info
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"the image has {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
+
+
+def _inspect_webp(fp: BinaryIO, *, max_pixels: int) -> ImageInfo:
+    header = webp_proof.read_header(fp)
+    _check_pixels(header.width, header.height, max_pixels)
+    webp_proof.prove_webp(fp, header)
+    return ImageInfo("webp", "webp", "image/webp", header.width, header.height)
+
+
+def _inspect_with_pillow(fp: BinaryIO, *, max_pixels: int) -> ImageInfo:
+    fp.seek(0)
     with decoding_errors():
         with open_image(fp) as image:
             info = _describe(image)
-            if info.width * info.height > max_pixels:
-                raise ImageTooLarge(
-                    f"the image has {info.width}x{info.height} = {info.width * info.height:,} pixels;"
-                    f" the limit is {max_pixels:,}"
-                )
+            _check_pixels(info.width, info.height, max_pixels)
             if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
                 raise UnsupportedImage("animated and multi-image files are not supported")
             if image.format != "PNG":
@@ -84,11 +110,6 @@ def _inspect_stream(fp: BinaryIO, *, max_pixels: int) -> ImageInfo:
                     size = (max(1, info.width // _JPEG_PROOF_SCALE), max(1, info.height // _JPEG_PROOF_SCALE))
                     image.draft(None, size)
                 image.load()
-    if info.format == "png":
-        _prove_png(fp)
-    reason = _polyglot_reason(fp, info.format)
-    if reason:
-        raise UnsupportedImage(f"the file is not only an image: {reason}")
     return info
 
 
@@ -225,5 +246,3 @@ def _describe(image: ImageFile.ImageFile) -> ImageInfo:
         return ImageInfo("heic", brand, f"image/{brand}", width, height)
     kind, extension, content_type = _KINDS[str(image.format)]
     return ImageInfo(kind, extension, content_type, width, height)
-
-

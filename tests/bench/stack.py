@@ -31,6 +31,13 @@ REDIS_URL = "redis://127.0.0.1:6379/13"
 # The scheduling benchmarks (scaling, utilisation, overhead, fairness) use their own database.
 SCHEDULING_REDIS_URL = "redis://127.0.0.1:6379/8"
 BUCKET = "restoration-bench"
+
+
+def bench_redis_url() -> str:
+    """TEST_REDIS_URL when set (each helper's own Redis database), else REDIS_URL."""
+    return os.environ.get("TEST_REDIS_URL", REDIS_URL)
+
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -325,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--denoise", type=float, default=None)
     submit.add_argument("--watch", action="store_true", help="follow the job with a progress bar until it ends")
     submit.add_argument("--out", type=Path, default=None, help="where to save the result (implies --watch)")
+    submit.add_argument(
+        "--idempotency-key",
+        default=None,
+        help="the submit's Idempotency-Key (default: derived from the file and the denoise, so running the"
+        " same command again returns the first run's job)",
+    )
     submit.add_argument("--url", default=None, help="API base URL (default: ./.data/dev-url)")
     submit.add_argument("--token", default=None, help="bearer token (default: ./.data/dev-token)")
     submit.add_argument(

@@ -4,7 +4,9 @@ Uploads a photo through the GraphQL multipart mutation (files over `DIRECT_UPLOA
 direct upload, straight to storage at a signed URL, then `restoreUpload`), follows the job over the
 `jobUpdated` subscription (graphql-transport-ws) with a progress bar on stderr, and downloads the
 result. With `--cancel-on-interrupt`, Ctrl-C (SIGINT, or SIGTERM) while following the job cancels it
-on the server (`cancelJob`) and exits with the signal's status (128 + its number).
+on the server (`cancelJob`) and exits with the signal's status (128 + its number). Every submit
+carries an idempotency key derived from the file's bytes and the denoise (`--idempotency-key`
+overrides it), so running the same command again gets the first run's job back, not a second job.
 Defaults to the server and token that `restoration dev` wrote to `./.data/`.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import signal
 import sys
@@ -29,12 +32,14 @@ T = TypeVar("T")
 DATA_DIR = Path(".data")
 JOB_FIELDS = "id status progress processedImageUrl errorMessage"
 MUTATION = (
-    f"mutation($file: Upload!, $denoise: Float) {{ restoreImage(file: $file, denoise: $denoise) {{ {JOB_FIELDS} }} }}"
+    "mutation($file: Upload!, $denoise: Float, $key: String) "
+    f"{{ restoreImage(file: $file, denoise: $denoise, idempotencyKey: $key) {{ {JOB_FIELDS} }} }}"
 )
 SUBSCRIPTION = f"subscription($id: ID!) {{ jobUpdated(id: $id) {{ {JOB_FIELDS} }} }}"
 CREATE_UPLOAD = "mutation($size: Int!) { createUpload(size: $size) { id url method headers { name value } } }"
 RESTORE_UPLOAD = (
-    f"mutation($id: ID!, $denoise: Float) {{ restoreUpload(uploadId: $id, denoise: $denoise) {{ {JOB_FIELDS} }} }}"
+    "mutation($id: ID!, $denoise: Float, $key: String) "
+    f"{{ restoreUpload(uploadId: $id, denoise: $denoise, idempotencyKey: $key) {{ {JOB_FIELDS} }} }}"
 )
 CANCEL_JOB = "mutation($id: ID!) { cancelJob(id: $id) { id status } }"
 # What `--cancel-on-interrupt` reacts to: Ctrl-C, and a polite kill.
@@ -68,12 +73,24 @@ def _graphql_errors(body: dict[str, Any]) -> None:
         raise SubmitError(f"{code}: {error.get('message')}")
 
 
-async def upload(client: httpx.AsyncClient, photo: Path, denoise: float | None) -> dict[str, Any]:
+def idempotency_key(photo: Path, denoise: float | None) -> str:
+    """The key `restoration submit` sends unless told one: derived from the file's bytes and the
+    denoise asked for, so running the same command again (after a network drop, say) gets the job
+    the first run made instead of a second one, for as long as the server remembers keys."""
+    sha256 = hashlib.sha256()
+    with open(photo, "rb") as file:
+        while chunk := file.read(UPLOAD_CHUNK_BYTES):
+            sha256.update(chunk)
+    asked = "default" if denoise is None else repr(float(denoise))
+    return f"submit-{sha256.hexdigest()}-denoise-{asked}"
+
+
+async def upload(client: httpx.AsyncClient, photo: Path, denoise: float | None, key: str | None) -> dict[str, Any]:
     """Submit the photo: a direct upload when it is large, else one multipart request."""
     size = (await asyncio.to_thread(photo.stat)).st_size
     if size > DIRECT_UPLOAD_BYTES:
-        return await direct_upload(client, photo, size, denoise)
-    return await multipart_upload(client, photo, denoise)
+        return await direct_upload(client, photo, size, denoise, key)
+    return await multipart_upload(client, photo, denoise, key)
 
 
 async def _mutation(client: httpx.AsyncClient, query: str, **variables: Any) -> dict[str, Any]:
@@ -92,7 +109,9 @@ async def _chunks(photo: Path) -> AsyncIterator[bytes]:
             yield chunk
 
 
-async def direct_upload(client: httpx.AsyncClient, photo: Path, size: int, denoise: float | None) -> dict[str, Any]:
+async def direct_upload(
+    client: httpx.AsyncClient, photo: Path, size: int, denoise: float | None, key: str | None
+) -> dict[str, Any]:
     """createUpload, PUT the file (streamed) to the signed URL with its headers, restoreUpload."""
     ticket = (await _mutation(client, CREATE_UPLOAD, size=size))["createUpload"]
     headers = {header["name"]: header["value"] for header in ticket["headers"]}
@@ -101,12 +120,15 @@ async def direct_upload(client: httpx.AsyncClient, photo: Path, size: int, denoi
         sent = await plain.request(ticket["method"], ticket["url"], headers=headers, content=_chunks(photo))
     if sent.status_code >= 300:
         raise SubmitError(f"storage refused the upload: HTTP {sent.status_code} {sent.text[:200]}")
-    job: dict[str, Any] = (await _mutation(client, RESTORE_UPLOAD, id=ticket["id"], denoise=denoise))["restoreUpload"]
+    restored = await _mutation(client, RESTORE_UPLOAD, id=ticket["id"], denoise=denoise, key=key)
+    job: dict[str, Any] = restored["restoreUpload"]
     return job
 
 
-async def multipart_upload(client: httpx.AsyncClient, photo: Path, denoise: float | None) -> dict[str, Any]:
-    operations = {"query": MUTATION, "variables": {"file": None, "denoise": denoise}}
+async def multipart_upload(
+    client: httpx.AsyncClient, photo: Path, denoise: float | None, key: str | None
+) -> dict[str, Any]:
+    operations = {"query": MUTATION, "variables": {"file": None, "denoise": denoise, "key": key}}
     data = await asyncio.to_thread(photo.read_bytes)
     response = await client.post(
         "/graphql",
@@ -230,7 +252,8 @@ async def run(args: argparse.Namespace) -> int:
     token = _default(args.token, "dev-token", "token")
     watching = bool(args.watch or args.out)
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
-        job = await upload(client, args.photo, args.denoise)
+        key = args.idempotency_key or await asyncio.to_thread(idempotency_key, args.photo, args.denoise)
+        job = await upload(client, args.photo, args.denoise, key)
         if watching and args.cancel_on_interrupt:
             try:
                 final = await follow_cancelling(url, token, job)

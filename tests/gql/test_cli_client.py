@@ -85,3 +85,41 @@ async def test_without_the_flag_ctrl_c_leaves_the_job_alone(
 
     assert process.returncode == 128 + signal.SIGINT
     assert (await RestorationJob.get(id=job_id)).status == JobStatus.PENDING
+
+
+async def announced_job(api: ApiServer, token: str, photo: Path, *flags: str) -> str:
+    """Run the command until it has announced its job, then stop following (Ctrl-C, no cancel)."""
+    process = await start_submit(api, token, photo, *flags)
+    job_id = await job_id_announced(process)
+    process.send_signal(signal.SIGINT)
+    await asyncio.wait_for(process.communicate(), EXIT_WAIT)
+    return job_id
+
+
+async def test_running_the_same_command_again_gets_the_first_runs_job(
+    api: ApiServer, tokens: TokenFactory, s3_server: S3ServerHandle, photo: Path
+) -> None:
+    s3_server.reset()
+    user = f"cli-{uuid.uuid4().hex[:8]}"
+    token = tokens.issue(sub=user)
+
+    first = await announced_job(api, token, photo, "--denoise", "0.4")
+    again = await announced_job(api, token, photo, "--denoise", "0.4")
+
+    assert again == first
+    assert await RestorationJob.filter(user_id=user).count() == 1
+
+
+async def test_another_denoise_or_an_explicit_key_is_another_submit(
+    api: ApiServer, tokens: TokenFactory, s3_server: S3ServerHandle, photo: Path
+) -> None:
+    s3_server.reset()
+    user = f"cli-{uuid.uuid4().hex[:8]}"
+    token = tokens.issue(sub=user)
+
+    first = await announced_job(api, token, photo, "--denoise", "0.4")
+    other_denoise = await announced_job(api, token, photo, "--denoise", "0.6")
+    fresh_key = await announced_job(api, token, photo, "--denoise", "0.4", "--idempotency-key", uuid.uuid4().hex)
+
+    assert len({first, other_denoise, fresh_key}) == 3
+    assert await RestorationJob.filter(user_id=user).count() == 3

@@ -134,6 +134,23 @@ async def test_the_eta_of_a_pending_job_is_positive_and_grows_with_its_position(
     assert etas[0] < etas[-1], etas  # type: ignore[operator]
 
 
+async def test_the_eta_of_a_pending_job_moves_down_as_the_jobs_ahead_start(queue: JobQueue) -> None:
+    ids = await submit(queue, f"u-{user_tag()}", 6)
+    await run_one(queue)
+    await run_one(queue)
+    last = ids[-1]
+
+    before = read(queue, [last])[last]
+    await run_one(queue)  # the jobs ahead go at the pace measured so far
+    await run_one(queue)
+    after = read(queue, [last])[last]
+
+    assert (before.queue_position, after.queue_position) == (4, 2)
+    assert before.eta_seconds is not None
+    assert after.eta_seconds is not None
+    assert 0 < after.eta_seconds < before.eta_seconds
+
+
 async def test_the_eta_of_a_processing_job_counts_down_and_never_goes_negative(queue: JobQueue) -> None:
     ids = await submit(queue, f"u-{user_tag()}", 3)
     await run_one(queue)

@@ -46,7 +46,7 @@ from models.db import apply_migrations, close_database, open_database
 from settings import ConfigError, Settings, load_settings
 from storage.base import ObjectStore
 from storage.errors import StorageConfigError
-from storage.local import FILES_PREFIX, SignedPutMiddleware, object_route
+from storage.local import FILES_PREFIX, LoopbackObjectCors, SignedPutMiddleware, loopback_origins, object_route
 from storage.urls import ImageUrls
 from tasks.deadline import sweeping
 from tasks.embedded_worker import EmbeddedWorker
@@ -213,6 +213,10 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
         expose_headers=["Location", "Retry-After", REQUEST_ID_HEADER],
         max_age=600,
     )
+    if local is not None and dev is not None:
+        # Outside the API's CORS: the page opened as `localhost` sends photos to the printed
+        # `127.0.0.1` URLs (or back), and only the object routes need to answer it.
+        app.add_middleware(LoopbackObjectCors, origins=loopback_origins(dev.public_url))
     # Outermost (added last), so every response, the body limit's 413s and CORS answers included,
     # carries the request id, and every line logged while serving it does.
     app.add_middleware(RequestIdMiddleware)

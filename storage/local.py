@@ -6,7 +6,8 @@ Objects live under `root/<key>`. Readers get URLs of the form
 URLs on the same path (`...&length=<bytes>[&type=<content type>]&signature=...`), received by
 `SignedPutMiddleware` ahead of the API's body limits: it refuses a tampered or expired signature
 and a Content-Length or Content-Type other than the signed one, and streams the body to disk.
-File I/O runs in a thread.
+`LoopbackObjectCors` lets a page opened under another loopback name of the same server (`localhost`
+for `127.0.0.1`) use those URLs. File I/O runs in a thread.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import BinaryIO, TypeVar
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -38,6 +40,10 @@ URL_NUMBER_DIGITS = 15
 PUT_WRITE_BLOCK = 1024 * 1024
 # Copies between local files (downloads of staged uploads, server-side copies) go in these chunks.
 COPY_CHUNK = 1024 * 1024
+# The names every browser resolves to this machine itself, whatever its hosts file says.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+# Seconds a browser may remember a preflight's answer for the object routes.
+CORS_MAX_AGE = 600
 CONTENT_TYPES = {
     ".jpg": "image/jpeg",
     ".png": "image/png",
@@ -344,3 +350,51 @@ class SignedPutMiddleware:
             out.close()
             if not kept:
                 await asyncio.to_thread(Path(temporary).unlink, missing_ok=True)
+
+
+def loopback_origins(public_url: str) -> frozenset[str]:
+    """Every loopback spelling of `public_url`'s origin (same scheme and port), when its host is a
+    loopback name; else none."""
+    parts = urlsplit(public_url)
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    if host not in LOOPBACK_NAMES:
+        return frozenset()
+    port = f":{parts.port}" if parts.port else ""
+    return frozenset(f"{parts.scheme}://{name}{port}" for name in LOOPBACK_NAMES)
+
+
+class LoopbackObjectCors:
+    """CORS on the object routes (`/files/…`, GET and the signed PUT) for a page of `origins`.
+
+    `restoration dev` prints `http://127.0.0.1:PORT/` and signs URLs under that origin; a person
+    who opens `http://localhost:PORT/` instead has a page of another origin, whose direct upload
+    (a PUT with a preflight) and `fetch` of an image the browser allows only with these answers.
+    The signature stays the URL's only credential and is checked as before (it covers the key,
+    expiry, length and type, not the host). A request from any other origin, and every other
+    route (the dev token's included), goes on to the API's own CORS policy unchanged.
+    """
+
+    def __init__(self, app: ASGIApp, *, origins: frozenset[str]) -> None:
+        self.app = app
+        self.origins = origins
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=sorted(origins),
+            allow_methods=["GET", "PUT"],
+            allow_headers=["Content-Type"],
+            expose_headers=["ETag"],
+            max_age=CORS_MAX_AGE,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(FILES_PREFIX) and self._origin(scope) in self.origins:
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    @staticmethod
+    def _origin(scope: Scope) -> str | None:
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                return str(value.decode("latin-1"))
+        return None

@@ -58,7 +58,6 @@ class WebConfig:
             "defaultDenoise": self.default_denoise,
             "maxUploadBytes": self.max_upload_bytes,
             "graphqlPath": "/graphql",
-            "restPath": "/api/v1/restoration",
         }
 
 

@@ -129,9 +129,14 @@ class Recorded:
     requests: list[Request] = field(default_factory=list)
     websockets: list[WebSocket] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    expected: list[re.Pattern[str]] = field(default_factory=list)
+
+    def expect_console_error(self, pattern: str) -> None:
+        """A console error the test causes on purpose (Chromium logs every failed request)."""
+        self.expected.append(re.compile(pattern))
 
     def on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
+        if message.type == "error" and not any(pattern.search(message.text) for pattern in self.expected):
             self.errors.append(f"console: {message.text} ({message.location})")
 
 

@@ -2,14 +2,17 @@
 
 Run by hand, never by pytest: `.venv/bin/python tests/browser/screenshots.py`. It starts a fresh
 `restoration dev` in a temporary directory, restores a few made-up old photos through the page,
-and writes gql/web/screenshots/desktop.jpg and phone.jpg (JPEG: the photos in them
-are grainy on purpose, and PNG would be ten times the size).
+then slows the emulator down so that jobs are caught in progress: the desktop shows a restored
+photo against its original with a job still restoring in the history, the phone a job waiting its
+turn behind two others. It writes gql/web/screenshots/desktop.jpg and phone.jpg (JPEG: the
+photos in them are grainy on purpose, and PNG would be ten times the size).
 """
 
 from __future__ import annotations
 
 import io
 import random
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -21,11 +24,21 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, start_dev, stop_dev  # noqa: E402
+from tests.browser.conftest import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PHONE,
+    DevServer,
+    start_dev,
+    stop_dev,
+)
 
 OUT = PROJECT_ROOT / "gql" / "web" / "screenshots"
 RESTORED_MS = 120_000
 SCREENSHOT_QUALITY = 85
+# Seconds the emulator takes for a job caught in progress: far longer than taking the pictures.
+IN_PROGRESS_SECONDS = 600
 
 
 def old_photo(seed: int, size: tuple[int, int] = (900, 640)) -> bytes:
@@ -68,32 +81,52 @@ def restore(page: Page, path: Path) -> None:
     expect(page.locator("#job-status")).to_have_text("Restored", timeout=RESTORED_MS)
 
 
+def submit_elsewhere(server: DevServer, data: bytes) -> str:
+    """A photo sent by another client of the same identity (it shows up in the page's history)."""
+    with server.api() as api:
+        response = api.post("/api/v1/restoration/restore", files={"file": ("scan.jpg", data, "image/jpeg")})
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="restoration-screens-") as tmp:
         workdir = Path(tmp)
         photos = []
-        for seed in range(3):
+        for seed in range(4):
             path = workdir / f"old-{seed}.jpg"
             path.write_bytes(old_photo(seed))
             photos.append(path)
         server = start_dev(workdir)
+        slow: list[str] = []
         try:
             with sync_playwright() as driver:
                 browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport=DESKTOP)  # type: ignore[arg-type]
                 open_page(page, server.url)
-                for path in photos:
+                for path in photos[:3]:
                     restore(page, path)
                 page.locator("#compare-slider").fill("45")
+                server.set_emulator_faults(service_time=IN_PROGRESS_SECONDS, times=3)
+                slow.append(submit_elsewhere(server, photos[3].read_bytes()))
+                expect(page.locator(f'#history-list li[data-job-id="{slow[0]}"] .badge')).to_have_text("restoring")
                 page.screenshot(path=OUT / "desktop.jpg", full_page=True, quality=SCREENSHOT_QUALITY)
+                slow.append(submit_elsewhere(server, photos[1].read_bytes()))  # both slots busy now
                 phone = browser.new_page(viewport=PHONE)  # type: ignore[arg-type]
                 open_page(phone, server.url)
-                restore(phone, photos[0])
-                phone.locator("#compare-slider").fill("45")
+                phone.set_input_files("#file", str(photos[2]))
+                phone.click("#restore")
+                expect(phone.locator("#job-status")).to_have_text(re.compile(r"^1st in line"), timeout=RESTORED_MS)
+                waiting = phone.locator("#history-list button.current").locator("xpath=..").get_attribute("data-job-id")
+                slow.append(str(waiting))
                 phone.screenshot(path=OUT / "phone.jpg", full_page=True, quality=SCREENSHOT_QUALITY)
                 browser.close()
         finally:
+            server.set_emulator_faults()
+            with server.api() as api:
+                for job_id in slow:  # so the dev server stops at once
+                    api.post(f"/api/v1/restoration/jobs/{job_id}/cancel")
             stop_dev(server)
     print(f"wrote {OUT / 'desktop.jpg'} and {OUT / 'phone.jpg'}")  # noqa: T201 - a script for a person
 

@@ -2,70 +2,27 @@
 
 from __future__ import annotations
 
-import io
-import os
 import re
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from playwright.sync_api import Page, expect
 
+from tests.browser.actions import (
+    CANCELLED_MS,
+    RESTORED_MS,
+    expect_restored,
+    job_ids,
+    large_jpeg,
+    operations,
+    photo,
+    restore,
+    signed_in,
+)
 from tests.browser.conftest import DevServer, Recorded
 from tests.fixtures import images
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
-
-# A restore in `restoration dev` takes the emulator's 3 s plus the pipeline, on a busy machine.
-RESTORED_MS = 90_000
-# A running job is cancelled within 5 s (contract), plus the event's way to the page.
-CANCELLED_MS = 20_000
-# The page's own threshold (api.js DIRECT_UPLOAD_BYTES): larger photos go straight to storage.
-DIRECT_UPLOAD_BYTES = 4 * 1024 * 1024
-
-
-def photo(tmp_path: Path, name: str, data: bytes) -> Path:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path
-
-
-def large_jpeg() -> bytes:
-    """Noise does not compress: a JPEG over the page's direct-upload threshold."""
-    width, height = 2400, 1800
-    noise = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
-    out = io.BytesIO()
-    noise.save(out, "JPEG", quality=95)
-    data = out.getvalue()
-    assert len(data) > DIRECT_UPLOAD_BYTES
-    return data
-
-
-def signed_in(page: Page, server: DevServer) -> None:
-    page.goto(server.url + "/")
-    expect(page.locator("#who")).to_have_text("Signed in with the dev identity")
-    expect(page.locator("#submit")).to_be_visible()
-
-
-def restore(page: Page, path: Path) -> str:
-    """Chooses the photo, presses Restore, and returns the new job's id (from the history)."""
-    page.set_input_files("#file", str(path))
-    expect(page.locator("#restore")).to_be_enabled()
-    page.click("#restore")
-    current = page.locator("#history-list button.current")
-    expect(current).to_have_count(1)
-    job_id = current.locator("xpath=..").get_attribute("data-job-id")
-    assert job_id
-    return job_id
-
-
-def expect_restored(page: Page, job_id: str) -> None:
-    expect(page.locator("#job-status")).to_have_text("Restored", timeout=RESTORED_MS)
-    after = page.locator("#after")
-    expect(after).to_have_attribute("src", re.compile(rf"/files/restored/{job_id}\.png\?"))
-    expect(after).to_have_js_property("complete", True)
-    assert after.evaluate("image => image.naturalWidth") > 0  # decoded, not a broken image
-    expect(page.locator("#download")).to_have_attribute("download", f"restored-{job_id}.png")
 
 
 def test_a_jpeg_is_restored_and_shown_before_and_after(page: Page, dev_server: DevServer, tmp_path: Path) -> None:
@@ -101,10 +58,8 @@ def test_a_large_photo_goes_straight_to_storage(
     assert len(puts) == 1
     assert "/files/uploads/" in puts[0].url
     assert puts[0].headers.get("authorization") is None  # the signed URL is the only credential
-    restores = [request.url for request in recorded.requests if re.search(r"/uploads/[^/]+/restore$", request.url)]
-    assert len(restores) == 1
-    through_api = [r for r in recorded.requests if b"restoreImage" in (r.post_data_buffer or b"")]
-    assert through_api == []
+    assert len(operations(recorded, "restoreUpload")) == 1
+    assert operations(recorded, "restoreImage") == []  # the bytes did not go through the API
 
 
 def test_the_job_is_in_the_history_after_a_reload(page: Page, dev_server: DevServer, tmp_path: Path) -> None:
@@ -141,15 +96,12 @@ def test_a_text_file_named_jpg_shows_an_error_and_creates_no_job(
     page: Page, dev_server: DevServer, tmp_path: Path
 ) -> None:
     signed_in(page, dev_server)
-    with dev_server.api() as api:
-        before = [job["id"] for job in api.get("/api/v1/restoration/jobs", params={"limit": 100}).json()["jobs"]]
+    before = job_ids(dev_server)
     page.set_input_files("#file", str(photo(tmp_path, "holiday.jpg", b"Dear Ann, the weather is lovely.\n" * 40)))
     expect(page.locator("#submit-error")).to_contain_text("is not a photo the service can read")
     expect(page.locator("#restore")).to_be_disabled()
-    with dev_server.api() as api:
-        after = [job["id"] for job in api.get("/api/v1/restoration/jobs", params={"limit": 100}).json()["jobs"]]
-    # The jobs, not their states: an earlier test's job may still be changing (and URLs are re-signed).
-    assert after == before
+    # The jobs themselves (not their fresh signed URLs, nor an earlier test's job settling meanwhile).
+    assert job_ids(dev_server) == before
 
 
 def test_no_request_carries_the_token_in_its_url(

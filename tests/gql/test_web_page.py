@@ -10,7 +10,9 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from graphql import parse, validate
 
+from gql.schema import create_schema
 from gql.web.router import INDEX, STATIC_DIR, WEB_DIR, WebConfig, add_web_page
 from tests.fixtures.jwks import TEST_AUDIENCE
 from tests.fixtures.s3 import S3ServerHandle
@@ -19,6 +21,22 @@ from workflows.binding import Workflow
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 IMPORT = re.compile(r"""(?:import|from)\s*\(?\s*["'](\./[^"']+)["']""")
+# The page's GraphQL documents are template literals in its modules (no build step, no loader).
+TEMPLATE = re.compile(r"`([^`]*)`", re.DOTALL)
+OPERATION = re.compile(r"^\s*(query|mutation|subscription)\b")
+FRAGMENT = re.compile(r"export const JOB_FRAGMENT = `([^`]*)`")
+
+
+def page_operations() -> list[str]:
+    """Every GraphQL operation the page's modules send, with the shared fragment filled in."""
+    fragment = FRAGMENT.search((STATIC_DIR / "api.js").read_text())
+    assert fragment, "api.js defines JOB_FRAGMENT"
+    documents = []
+    for source in STATIC_DIR.glob("*.js"):
+        for literal in TEMPLATE.findall(source.read_text()):
+            if OPERATION.match(literal):
+                documents.append(literal.replace("${JOB_FRAGMENT}", fragment.group(1)))
+    return documents
 
 
 async def test_the_page_is_served_without_a_token_with_its_security_headers(
@@ -113,3 +131,22 @@ def test_every_file_of_the_page_is_package_data() -> None:
     for path in served:
         relative = path.relative_to(WEB_DIR.parent).as_posix()
         assert shipped_by(patterns, relative), relative
+
+
+def test_every_operation_of_the_page_is_valid_against_the_schema() -> None:
+    schema = create_schema()._schema
+    documents = page_operations()
+    called = {field for document in documents for field in re.findall(r"\b(\w+)\s*[({]", document)}
+    assert {"jobs", "restoreImage", "createUpload", "restoreUpload", "cancelJob", "jobUpdated", "jobsUpdated"} <= called
+    for document in documents:
+        assert validate(schema, parse(document)) == [], document
+
+
+def test_the_page_selects_every_field_of_a_job() -> None:
+    """The reference client shows everything the contract says about a job (no field left behind)."""
+    fragment = FRAGMENT.search((STATIC_DIR / "api.js").read_text())
+    assert fragment
+    body = fragment.group(1).split("{", 1)[1].rsplit("}", 1)[0]
+    job_type = create_schema()._schema.get_type("RestorationJob")
+    assert job_type is not None
+    assert set(body.split()) == set(job_type.fields)  # type: ignore[attr-defined]

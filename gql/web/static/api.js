@@ -1,28 +1,53 @@
-// The public API as the page uses it: GraphQL over HTTP for reads and small uploads (the GraphQL
-// multipart request spec), REST for the direct-upload flow and cancelling. Uploads go through
-// XMLHttpRequest because fetch() reports no upload progress. Every failure becomes an ApiError
-// whose message is written for the person in front of the page.
+// The public API as the page uses it: GraphQL over HTTP for everything (reads, cancelling, small
+// uploads by the GraphQL multipart request spec, the direct-upload flow), plus the one PUT of a
+// large photo straight to the storage URL a ticket names. Uploads go through XMLHttpRequest because
+// fetch() reports no upload progress. Every failure becomes an ApiError whose message is written
+// for the person in front of the page.
 
 import { CONTENT_TYPES, humanBytes } from "./photo.js";
 
 // Photos above this go straight to storage (direct upload), as `restoration submit` does: the
 // bytes never pass through the API, and a slow network does not hold an API connection.
 export const DIRECT_UPLOAD_BYTES = 4 * 1024 * 1024;
+// A submit whose request got no answer at all (the network dropped) is sent once more, with the
+// same idempotency key, after this pause: if the first one did reach the server, the server
+// answers the second with the first's job instead of restoring the photo twice.
+const SUBMIT_RETRY_DELAY_MS = 1000;
 
-// The contract's job fields; the page selects those this server's schema has (see `jobFields`).
-const JOB_FIELDS = [
-  "id", "status", "denoise", "originalImageUrl", "processedImageUrl", "errorMessage", "errorCode",
-  "retryable", "progress", "queuePosition", "etaSeconds", "createdAt", "updatedAt",
-];
+// Every job field of the contract; each query, mutation and subscription of the page selects them.
+export const JOB_FRAGMENT = `fragment JobFields on RestorationJob {
+  id status denoise originalImageUrl processedImageUrl errorMessage errorCode retryable
+  progress queuePosition etaSeconds createdAt updatedAt
+}`;
+
+const JOBS = `query Jobs($first: Int!, $after: String) {
+  jobs(first: $first, after: $after) { edges { node { ...JobFields } } pageInfo { hasNextPage endCursor } }
+} ${JOB_FRAGMENT}`;
+const RESTORE_IMAGE = `mutation RestoreImage($file: Upload!, $denoise: Float, $idempotencyKey: String) {
+  restoreImage(file: $file, denoise: $denoise, idempotencyKey: $idempotencyKey) { ...JobFields }
+} ${JOB_FRAGMENT}`;
+const CREATE_UPLOAD = `mutation CreateUpload($size: Int!, $contentType: String) {
+  createUpload(size: $size, contentType: $contentType) { id url method headers { name value } }
+}`;
+const RESTORE_UPLOAD = `mutation RestoreUpload($uploadId: ID!, $denoise: Float, $idempotencyKey: String) {
+  restoreUpload(uploadId: $uploadId, denoise: $denoise, idempotencyKey: $idempotencyKey) { ...JobFields }
+} ${JOB_FRAGMENT}`;
+const CANCEL_JOB = `mutation CancelJob($id: ID!) { cancelJob(id: $id) { ...JobFields } } ${JOB_FRAGMENT}`;
+
 // Headers a browser sets itself and refuses from scripts; it sends the same values (the length of
 // the body, the server's host), so a ticket's signature over them still holds.
 const FORBIDDEN_HEADERS = new Set(["content-length", "host", "connection"]);
 
 export class ApiError extends Error {
+  /** `status` 0: no answer at all (the network failed); else the HTTP status, or null. */
   constructor(message, { code = null, status = null } = {}) {
     super(message);
     this.code = code;
     this.status = status;
+  }
+
+  get unanswered() {
+    return this.status === 0;
   }
 }
 
@@ -33,18 +58,25 @@ const MESSAGES = {
   TOO_MANY_REQUESTS: () => "You have many photos waiting already. Try again when some of them are done.",
   UNAUTHENTICATED: () => "Your sign-in has expired. Reload the page to sign in again.",
   NOT_FOUND: () => "This job no longer exists.",
-  CONFLICT: () => "This job has already finished.",
 };
 const STATUS_CODES = { 401: "UNAUTHENTICATED", 404: "NOT_FOUND", 409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE",
                        415: "UNSUPPORTED_MEDIA_TYPE", 429: "TOO_MANY_REQUESTS", 502: "SERVICE_UNAVAILABLE",
                        503: "SERVICE_UNAVAILABLE", 504: "SERVICE_UNAVAILABLE" };
 
+/** A fresh idempotency key, one per thing a person asks for (a press of Restore or Try again). */
+export function newIdempotencyKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  // randomUUID exists only in secure contexts (https, localhost); a page served over plain http
+  // elsewhere still gets 122 random bits.
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 export class Api {
   constructor(config, getToken) {
     this.config = config;
     this.getToken = getToken;
-    this.rest = config.restPath;
-    this.fields = null;
   }
 
   error(code, status, detail) {
@@ -54,17 +86,6 @@ export class Api {
 
   async authorization() {
     return { Authorization: `Bearer ${await this.getToken()}` };
-  }
-
-  /** The contract's job fields this server has: a server that does not have some of them yet
-   *  (queue position, ETA) still serves the page. Asked once. */
-  async jobFields() {
-    if (!this.fields) {
-      const data = await this.graphql('{ __type(name: "RestorationJob") { fields { name } } }');
-      const known = new Set(data.__type.fields.map((field) => field.name));
-      this.fields = JOB_FIELDS.filter((name) => known.has(name)).join(" ");
-    }
-    return this.fields;
   }
 
   async graphql(query, variables = {}) {
@@ -99,66 +120,58 @@ export class Api {
   }
 
   async jobs({ after = null, first = 12 } = {}) {
-    const fields = await this.jobFields();
-    const data = await this.graphql(
-      `query Jobs($first: Int!, $after: String) { jobs(first: $first, after: $after) {
-         edges { node { ${fields} } } pageInfo { hasNextPage endCursor } } }`,
-      { first, after },
-    );
+    const data = await this.graphql(JOBS, { first, after });
     return { jobs: data.jobs.edges.map((edge) => edge.node), next: data.jobs.pageInfo.hasNextPage ? data.jobs.pageInfo.endCursor : null };
   }
 
-  /** Submits a photo, reporting the upload's progress (0–1); resolves to the new job. */
-  async submit(file, { format, denoise, onProgress }) {
-    if (file.size > DIRECT_UPLOAD_BYTES) return this.submitDirect(file, { format, denoise, onProgress });
-    const fields = await this.jobFields();
-    const operations = {
-      query: `mutation Restore($file: Upload!, $denoise: Float) { restoreImage(file: $file, denoise: $denoise) { ${fields} } }`,
-      variables: { file: null, denoise },
-    };
-    const form = new FormData();
-    form.append("operations", JSON.stringify(operations));
-    form.append("map", JSON.stringify({ 0: ["variables.file"] }));
-    form.append("0", file, file.name);
-    const { status, text } = await this.send("POST", this.config.graphqlPath, form, {
-      headers: await this.authorization(),
-      onProgress,
+  /** Submits a photo, reporting the upload's progress (0–1); resolves to the new job. The key
+   *  names this one request of the person's: a retry after a dropped connection sends it again. */
+  async submit(file, { format, denoise, idempotencyKey, onProgress }) {
+    if (file.size > DIRECT_UPLOAD_BYTES) return this.submitDirect(file, { format, denoise, idempotencyKey, onProgress });
+    return this.retriedOnce(async () => {
+      const form = new FormData();
+      form.append("operations", JSON.stringify({ query: RESTORE_IMAGE, variables: { file: null, denoise, idempotencyKey } }));
+      form.append("map", JSON.stringify({ 0: ["variables.file"] }));
+      form.append("0", file, file.name);
+      const { status, text } = await this.send("POST", this.config.graphqlPath, form, {
+        headers: await this.authorization(),
+        onProgress,
+      });
+      return this.graphqlResult(status, text).restoreImage;
     });
-    return this.graphqlResult(status, text).restoreImage;
   }
 
   /** The direct-upload flow: a ticket, the bytes straight to its URL, then the restore. */
-  async submitDirect(file, { format, denoise, onProgress }) {
-    const contentType = CONTENT_TYPES[format];
-    const ticket = await this.restCall("POST", "/uploads", { size: file.size, content_type: contentType });
+  async submitDirect(file, { format, denoise, idempotencyKey, onProgress }) {
+    const { createUpload: ticket } = await this.graphql(CREATE_UPLOAD, { size: file.size, contentType: CONTENT_TYPES[format] });
     const headers = Object.fromEntries(
-      Object.entries(ticket.headers).filter(([name]) => !FORBIDDEN_HEADERS.has(name.toLowerCase())),
+      ticket.headers.filter(({ name }) => !FORBIDDEN_HEADERS.has(name.toLowerCase())).map(({ name, value }) => [name, value]),
     );
     const sent = await this.send(ticket.method, ticket.url, file, { headers, onProgress });
     if (sent.status < 200 || sent.status >= 300) {
       throw this.error(STATUS_CODES[sent.status] ?? null, sent.status);
     }
-    return fromRest(await this.restCall("POST", `/uploads/${encodeURIComponent(ticket.id)}/restore`, { denoise }));
+    return this.retriedOnce(async () => (await this.graphql(RESTORE_UPLOAD, { uploadId: ticket.id, denoise, idempotencyKey })).restoreUpload);
+  }
+
+  /** `request()`, and once more if it got no answer at all (what an idempotency key is for). */
+  async retriedOnce(request) {
+    try {
+      return await request();
+    } catch (error) {
+      if (!(error instanceof ApiError && error.unanswered)) throw error;
+      await pause(SUBMIT_RETRY_DELAY_MS);
+      return request();
+    }
   }
 
   async cancel(jobId) {
-    return fromRest(await this.restCall("POST", `/jobs/${encodeURIComponent(jobId)}/cancel`));
-  }
-
-  async restCall(method, path, json = undefined) {
-    let response;
     try {
-      response = await fetch(this.rest + path, {
-        method,
-        headers: { ...(json === undefined ? {} : { "Content-Type": "application/json" }), ...(await this.authorization()) },
-        body: json === undefined ? undefined : JSON.stringify(json),
-      });
-    } catch {
-      throw this.error("SERVICE_UNAVAILABLE", 0);
+      return (await this.graphql(CANCEL_JOB, { id: jobId })).cancelJob;
+    } catch (error) {
+      if (error instanceof ApiError && error.code === "CONFLICT") throw new ApiError("This job has already finished.", { code: error.code, status: error.status });
+      throw error;
     }
-    const body = await response.json().catch(() => null);
-    if (!response.ok) throw this.error(STATUS_CODES[response.status], response.status, body?.detail);
-    return body;
   }
 
   /** One request through XMLHttpRequest, for its upload progress events. */
@@ -179,13 +192,4 @@ export class Api {
       request.send(body);
     });
   }
-}
-
-/** A REST job (snake_case, lower-case status) in the GraphQL shape the rest of the page uses. */
-export function fromRest(job) {
-  const camel = (name) => name.replace(/_([a-z])/g, (_, letter) => letter.toUpperCase());
-  const converted = Object.fromEntries(Object.entries(job).map(([name, value]) => [camel(name), value]));
-  converted.status = String(job.status).toUpperCase();
-  if (converted.errorCode) converted.errorCode = String(converted.errorCode).toUpperCase();
-  return converted;
 }

@@ -1,11 +1,12 @@
 // The page: sign in, choose a photo, follow its job live, compare, download, cancel, retry, and the
 // history. Everything goes through the public API (api.js, live.js), as any client's would.
 
-import { Api, ApiError } from "./api.js";
+import { Api, ApiError, newIdempotencyKey } from "./api.js";
 import { SignInError, startSession } from "./auth.js";
 import { History } from "./history.js";
 import { Live } from "./live.js";
 import { browserShows, humanBytes, sniffFormat } from "./photo.js";
+import { statusText } from "./status.js";
 
 const $ = (id) => document.getElementById(id);
 const ACTIVE = new Set(["PENDING", "PROCESSING"]);
@@ -99,6 +100,7 @@ async function submit(file, format, denoise) {
     const job = await state.api.submit(file, {
       format,
       denoise,
+      idempotencyKey: newIdempotencyKey(), // one per press of Restore or Try again
       onProgress: (fraction) => ($("upload-bar").value = fraction),
     });
     state.files.set(job.id, file);
@@ -126,28 +128,6 @@ function openJob(job) {
     },
     onError: (message) => show($("job-error"), message),
   });
-}
-
-function etaText(seconds) {
-  if (seconds === null || seconds === undefined) return "";
-  return seconds < 60 ? ` · about ${Math.max(1, Math.round(seconds))} s left` : ` · about ${Math.round(seconds / 60)} min left`;
-}
-
-function statusText(job) {
-  switch (job.status) {
-    case "PENDING":
-      return `Waiting in the queue${job.queuePosition ? ` (number ${job.queuePosition})` : ""}${etaText(job.etaSeconds)}`;
-    case "PROCESSING":
-      return `Restoring${job.progress !== null && job.progress !== undefined ? ` · ${Math.round(job.progress * 100)} %` : "…"}${etaText(job.etaSeconds)}`;
-    case "COMPLETED":
-      return "Restored";
-    case "FAILED":
-      return "The restoration failed";
-    case "CANCELLED":
-      return "Cancelled";
-    default:
-      return job.status.toLowerCase();
-  }
 }
 
 function render(job) {
@@ -254,8 +234,7 @@ async function start() {
   }
   state.api = new Api(state.config, session.getToken);
   try {
-    const fields = await state.api.jobFields();
-    state.live = new Live({ graphqlPath: state.config.graphqlPath, getToken: session.getToken, fields, onConnection });
+    state.live = new Live({ graphqlPath: state.config.graphqlPath, getToken: session.getToken, onConnection });
     state.history = new History({ api: state.api, onOpen: (id) => openFromHistory(id) });
     setUpChoosing();
     setUpJobPanel();

@@ -2,12 +2,12 @@
 // `jobUpdated` for the job on screen, `jobsUpdated` for the history. The token goes in the
 // `connection_init` payload, never in the socket's URL.
 
+import { JOB_FRAGMENT } from "./api.js";
 import { createClient } from "./vendor/graphql-ws/client.js";
 
 export class Live {
-  constructor({ graphqlPath, getToken, fields, onConnection = () => {} }) {
+  constructor({ graphqlPath, getToken, onConnection = () => {} }) {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    this.fields = fields;
     this.client = createClient({
       url: `${scheme}://${location.host}${graphqlPath}`,
       // Asked on every (re)connect, so a refreshed token is used after a drop.
@@ -21,7 +21,7 @@ export class Live {
    *  with a message for the person. Returns a function that stops watching. */
   watchJob(id, { onJob, onError }) {
     return this.client.subscribe(
-      { query: `subscription Job($id: ID!) { jobUpdated(id: $id) { ${this.fields} } }`, variables: { id } },
+      { query: `subscription Job($id: ID!) { jobUpdated(id: $id) { ...JobFields } } ${JOB_FRAGMENT}`, variables: { id } },
       {
         next: ({ data, errors }) => (errors?.length ? onError(errors[0].message) : onJob(data.jobUpdated)),
         // An array: the server refused the subscription (e.g. NOT_FOUND); else the socket gave up.
@@ -39,7 +39,7 @@ export class Live {
   /** Every change of any of the caller's jobs (the history keeps itself current with this). */
   watchJobs(onJob) {
     return this.client.subscribe(
-      { query: `subscription Jobs { jobsUpdated { ${this.fields} } }` },
+      { query: `subscription Jobs { jobsUpdated { ...JobFields } } ${JOB_FRAGMENT}` },
       { next: ({ data }) => data && onJob(data.jobsUpdated), error: () => {}, complete: () => {} },
     );
   }

@@ -11,8 +11,10 @@ complete without holding its pixels: every chunk's CRC is checked and the compre
 inflated piece by piece, counting the scanlines and checking each row's filter byte (what Pillow's
 full decode would reject: a bad CRC, a broken or short zlib stream, an unknown filter). WebP goes
 to libwebp's incremental decoder at 1/8 scale (`gql.webp_proof`: flat for lossy WebP; lossless
-WebP still costs its full-size ARGB image, 4 bytes per pixel, inside libwebp). HEIF has no such
-path in libheif's Python binding: it is decoded in full (about 3 bytes per pixel).
+WebP still costs its full-size ARGB image, 4 bytes per pixel, inside libwebp). HEIF is read by
+libheif through a streaming reader and a grid image (what phones write) is decoded one tile at a
+time (`gql.heic_proof`); a picture of a single tile larger than 2 megapixels, or a grid with alpha,
+is still decoded in full by pillow-heif (about 3 bytes per pixel, and the file held whole).
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def inspect_image(path: str | os.PathLike[str] | BinaryIO, *, max_pixels: int) -
 
     ``path`` is a file path or a seekable binary file, read from its start and left open.
     The pixel count is checked from the header before any decoding; decoding then runs at
-    1/8 scale for JPEG and WebP, streamed for PNG, and at full size (at most ``max_pixels``) for HEIF.
+    1/8 scale for JPEG and WebP, streamed for PNG, tile by tile for a HEIF grid, and at full size (at
+    most ``max_pixels``) for other HEIF.
     Raises ``UnsupportedImage`` or ``ImageTooLarge``.
     """
     if isinstance(path, str | os.PathLike):

@@ -138,3 +138,29 @@ def test_two_image_heic_is_refused() -> None:
     data = samples.encode(first, "HEIF", save_all=True, append_images=[second])
     with pytest.raises(UnsupportedImage, match="multi-image"):
         inspect_image(io.BytesIO(data), max_pixels=MAX_PIXELS)
+
+
+class _LibraryWithoutTiles:
+    """A libheif too old for the proof: it lacks the grid-tile lookup."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __getattr__(self, name: str) -> object:
+        if name == "heif_image_handle_get_grid_image_tile_id":
+            raise AttributeError(name)
+        return type("Function", (), {})()
+
+
+def test_library_missing_a_function_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heic_proof.ctypes, "CDLL", _LibraryWithoutTiles)
+    assert heic_proof._library.__wrapped__() is None
+
+
+@pytest.mark.parametrize("data", [grid_heic(), samples.heic_bytes(96, 64)], ids=["grid", "single"])
+def test_without_libheif_pillow_heif_judges(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
+    monkeypatch.setattr(heic_proof, "available", lambda: False)
+    monkeypatch.setattr(heic_proof, "prove_heic", None)  # would fail if it were still called
+    assert inspect_image(io.BytesIO(data), max_pixels=MAX_PIXELS).format == "heic"
+    with pytest.raises(UnsupportedImage):
+        inspect_image(io.BytesIO(data[: len(data) // 3]), max_pixels=MAX_PIXELS)

@@ -54,6 +54,9 @@ WHOLE_DECODE_PIXELS = 2_000_000
 # ... and only from a file this small: libheif reads an image's compressed data whole.
 WHOLE_DECODE_BYTES = 8 * _PIECE
 _MAX_TILES = 256 * 256  # a grid's own limit
+# Decoded pictures libheif keeps per context (each tile item keeps its decoder and last picture,
+# ~1.5 bytes a pixel): a grid is decoded in a fresh context per this much.
+_TILE_BYTES_PER_CONTEXT = 4 * _PIECE
 # pillow-heif's opener copies every metadata block (EXIF, XMP) and colour profile; more than this
 # is left to it (`NOT_PROVEN`) rather than read here.
 _MAX_METADATA_BYTES = 4 * _PIECE
@@ -231,7 +234,6 @@ class _FileReader:
         self.fp = fp
         fp.seek(0, os.SEEK_END)
         self.size = fp.tell()
-        fp.seek(0)
         self.failed = False
         self.struct = _Reader(1, _GET_POSITION(self._position), _READ(self._read), _SEEK(self._seek), _WAIT(self._wait))
 
@@ -239,14 +241,17 @@ class _FileReader:
         return self.fp.tell()
 
     def _read(self, data: int | None, size: int, _: int | None) -> int:
+        """Read straight into libheif's buffer (no Python copy of the data), in pieces."""
         try:
+            if not size:
+                return 0
+            target = memoryview((ctypes.c_char * size).from_address(data or 0)).cast("B")
             done = 0
             while done < size:
-                piece = self.fp.read(min(_PIECE, size - done))
-                if not piece:
+                count = self.fp.readinto(target[done : min(size, done + _PIECE)])  # type: ignore[attr-defined]
+                if not count:
                     return 1
-                ctypes.memmove((data or 0) + done, piece, len(piece))
-                done += len(piece)
+                done += count
         except Exception:  # an exception must not cross into C
             self.failed = True
             return 1
@@ -290,22 +295,31 @@ def prove_heic(fp: BinaryIO, *, max_pixels: int) -> tuple[HeifImage, Verdict]:
     lib = _library()
     assert lib is not None
     reader = _FileReader(fp)
+    try:
+        with _opened(lib, reader) as context:
+            result = _prove_primary(lib, context, reader, max_pixels)
+    except UnsupportedImage:
+        if reader.failed:  # the file could not be read: not the uploader's fault
+            raise OSError("reading the upload failed") from None
+        raise
+    if reader.failed:
+        raise OSError("reading the upload failed")
+    return result
+
+
+@contextmanager
+def _opened(lib: ctypes.CDLL, reader: _FileReader) -> Iterator[int]:
+    """A libheif context over the file (its boxes parsed, no data read), freed on leaving."""
     context = lib.heif_context_alloc()
     if not context:
         raise MemoryError("libheif could not make a context")
     try:
         lib.heif_context_set_max_decoding_threads(context, 0)
+        reader.fp.seek(0)  # libheif reads from where the file stands
         _check(lib.heif_context_read_from_reader(context, ctypes.byref(reader.struct), None, None))
-        result = _prove_primary(lib, context, reader, max_pixels)
-    except UnsupportedImage:
-        if reader.failed:  # the file could not be read: not the uploader's fault
-            raise OSError("reading the upload failed") from None
-        raise
+        yield int(context)
     finally:
         lib.heif_context_free(context)
-    if reader.failed:
-        raise OSError("reading the upload failed")
-    return result
 
 
 def _prove_primary(lib: ctypes.CDLL, context: int, reader: _FileReader, max_pixels: int) -> tuple[HeifImage, Verdict]:
@@ -333,7 +347,9 @@ def _prove_primary(lib: ctypes.CDLL, context: int, reader: _FileReader, max_pixe
             return image, Verdict.NOT_PROVEN
         grid = _grid(lib, handle)
         if grid is not None:
-            _decode_grid(lib, context, handle, grid)
+            if grid.tile_width * grid.tile_height > WHOLE_DECODE_PIXELS:
+                return image, Verdict.NOT_PROVEN  # tiles too large to decode one at a time in bounded memory
+            _decode_grid(lib, context, handle, grid, reader)
             return image, Verdict.PROVEN
         if width * height > WHOLE_DECODE_PIXELS or reader.size > WHOLE_DECODE_BYTES:
             return image, Verdict.NOT_PROVEN
@@ -437,51 +453,63 @@ def _grid(lib: ctypes.CDLL, handle: int) -> _Tiling | None:
     return tiling
 
 
-def _decode_grid(lib: ctypes.CDLL, context: int, handle: int, grid: _Tiling) -> None:
+def _decode_grid(lib: ctypes.CDLL, context: int, handle: int, grid: _Tiling, reader: _FileReader) -> None:
     """Decode the grid's tiles one by one, as libheif's full grid decode does (non-strict, as
     pillow-heif runs it) but without pasting them into a canvas.
 
-    As there: every tile but the first may be missing or broken (it is skipped: the picture keeps
-    a hole); a tile's size must be valid, the same as the first's and cover its share of the canvas;
-    every decoded tile must have the first decoded tile's chroma format; and at least one tile
-    must decode. Tiles are decoded in their own colour space (the conversion to RGB is of the whole
-    picture in the full decode, and cannot fail for a decoded HEVC picture)."""
+    As there: every tile must be an image; every tile but the first may be unreadable or fail to
+    decode (it is skipped: the picture keeps a hole); a tile's size must be valid, the same as the
+    first's and cover its share of the canvas; every decoded tile must have the first decoded
+    tile's chroma format; and at least one tile must decode. Tiles are decoded in their own colour
+    space (the conversion to RGB is of the whole picture in the full decode, and cannot fail for a
+    decoded HEVC picture).
+
+    libheif keeps each image item's decoder, with its last picture, until the context is freed, so
+    the tiles are decoded in a fresh context per `_TILE_BYTES_PER_CONTEXT` of pixels."""
     ispe = (lib.heif_image_handle_get_ispe_width(handle), lib.heif_image_handle_get_ispe_height(handle))
     if ispe != (0, 0) and ispe != (grid.image_width, grid.image_height):
         raise UnsupportedImage("the HEIF grid is not of the size the file signals")
-    for index in range(grid.num_columns * grid.num_rows):  # every tile must at least be an image
-        tile = _tile_handle(lib, context, _tile_id(lib, handle, grid, index))
+    items = [_tile_id(lib, handle, grid, index) for index in range(grid.num_columns * grid.num_rows)]
+    for item in items:  # every tile must at least be an image
+        tile = _tile_handle(lib, context, item)
         if tile is not None:
             lib.heif_image_handle_release(tile)
+    per_context = max(1, _TILE_BYTES_PER_CONTEXT // max(1, 3 * grid.tile_width * grid.tile_height))
     first_size: tuple[int, int] | None = None
     first_chroma: int | None = None
     with _options(lib) as options:
-        for index in range(grid.num_columns * grid.num_rows):
-            tile = _tile_handle(lib, context, _tile_id(lib, handle, grid, index))
-            if tile is None:
-                if index == 0:
-                    raise UnsupportedImage("the first tile of the HEIF grid is broken")
-                continue  # a broken tile after the first: skipped
-            try:
-                size = (lib.heif_image_handle_get_width(tile), lib.heif_image_handle_get_height(tile))
-                if size[0] <= 0 or size[1] <= 0:
-                    raise UnsupportedImage("a HEIF grid tile has no pixels")
-                if size[0] < grid.image_width // grid.num_columns or size[1] < grid.image_height // grid.num_rows:
-                    raise UnsupportedImage("the HEIF's grid tiles do not cover the image")
-                first_size = first_size or size
-                if size != first_size:
-                    raise UnsupportedImage("the HEIF's grid tiles have different sizes")
-                try:
-                    chroma = _decode(lib, tile, _COLORSPACE_UNDEFINED, _CHROMA_UNDEFINED, None, options)
-                except UnsupportedImage:
-                    continue  # a tile that does not decode: skipped
-            finally:
-                lib.heif_image_handle_release(tile)
-            first_chroma = chroma if first_chroma is None else first_chroma
-            if chroma != first_chroma:
-                raise UnsupportedImage("a HEIF grid tile has another chroma format than the first")
+        for start in range(0, len(items), per_context):
+            with _opened(lib, reader) as fresh:
+                for index in range(start, min(len(items), start + per_context)):
+                    tile = _tile_handle(lib, fresh, items[index])
+                    if tile is None:
+                        if index == 0:
+                            raise UnsupportedImage("the first tile of the HEIF grid is broken")
+                        continue  # a broken tile after the first: skipped
+                    try:
+                        size = (lib.heif_image_handle_get_width(tile), lib.heif_image_handle_get_height(tile))
+                        _check_tile_size(size, first_size or size, grid)
+                        first_size = first_size or size
+                        try:
+                            chroma = _decode(lib, tile, _COLORSPACE_UNDEFINED, _CHROMA_UNDEFINED, None, options)
+                        except UnsupportedImage:
+                            continue  # a tile that does not decode: skipped
+                    finally:
+                        lib.heif_image_handle_release(tile)
+                    first_chroma = chroma if first_chroma is None else first_chroma
+                    if chroma != first_chroma:
+                        raise UnsupportedImage("a HEIF grid tile has another chroma format than the first")
     if first_chroma is None:
         raise UnsupportedImage("no tile of the HEIF grid decodes")
+
+
+def _check_tile_size(size: tuple[int, int], first: tuple[int, int], grid: _Tiling) -> None:
+    if size[0] <= 0 or size[1] <= 0:
+        raise UnsupportedImage("a HEIF grid tile has no pixels")
+    if size[0] < grid.image_width // grid.num_columns or size[1] < grid.image_height // grid.num_rows:
+        raise UnsupportedImage("the HEIF's grid tiles do not cover the image")
+    if size != first:
+        raise UnsupportedImage("the HEIF's grid tiles have different sizes")
 
 
 def _tile_id(lib: ctypes.CDLL, handle: int, grid: _Tiling, index: int) -> int:

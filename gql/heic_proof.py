@@ -2,16 +2,19 @@
 
 pillow-heif reads the whole file into memory and decodes the whole picture to RGB (about 100 MiB
 for a 9-megapixel photo). Here libheif reads the file through a ``heif_reader`` over the file
-object (pieces of at most 1 MiB copied into libheif's buffers; the file is never held whole), the
-primary image's size is checked before anything is decoded, and then:
+object (read straight into libheif's buffers in pieces of at most 1 MiB; libheif reads the boxes,
+then each tile's data when it decodes it), the primary image's size is checked before anything
+is decoded, and then:
 
 - a grid image (what phones write: 512x512 HEVC tiles, each an image item of its own) is decoded
   one tile at a time, each tile decoded (in its own colour space) and freed before the next,
   following libheif's full grid decode as pillow-heif runs it (non-strict): every tile must be an
   image, of the same valid size as the first, covering its share of the canvas; a tile after the
   first that cannot be read or decoded is skipped (the full decode leaves a hole there too);
-  decoded tiles must share the first one's chroma format; at least one tile must decode. A grid
-  with an alpha channel is `NOT_PROVEN` (its alpha is a picture of its own);
+  decoded tiles must share the first one's chroma format; at least one tile must decode. libheif
+  keeps each tile's decoder and last picture until its context is freed, so the tiles are
+  decoded in a fresh context per 4 MiB of pixels. A grid with an alpha channel (its alpha is a
+  picture of its own) or with tiles over `WHOLE_DECODE_PIXELS` is `NOT_PROVEN`;
 - an image of one tile is decoded whole (to RGB, as pillow-heif does) only when that is bounded:
   at most `WHOLE_DECODE_PIXELS`, from a file of at most `WHOLE_DECODE_BYTES` (libheif reads an
   image's compressed data whole); anything larger is `NOT_PROVEN`, and the caller falls back to

@@ -11,8 +11,10 @@ complete without holding its pixels: every chunk's CRC is checked and the compre
 inflated piece by piece, counting the scanlines and checking each row's filter byte (what Pillow's
 full decode would reject: a bad CRC, a broken or short zlib stream, an unknown filter). WebP goes
 to libwebp's incremental decoder at 1/8 scale (`gql.webp_proof`: flat for lossy WebP; lossless
-WebP still costs its full-size ARGB image, 4 bytes per pixel, inside libwebp). HEIF has no such
-path in libheif's Python binding: it is decoded in full (about 3 bytes per pixel).
+WebP still costs its full-size ARGB image, 4 bytes per pixel, inside libwebp). HEIF is read by
+libheif through a streaming reader and a grid image (what phones write) is decoded one tile at a
+time (`gql.heic_proof`); a picture of a single tile larger than 2 megapixels, or a grid with alpha,
+is still decoded in full by pillow-heif (about 3 bytes per pixel, and the file held whole).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import BinaryIO
 from PIL import ImageFile
 
 from comfy.images import ImageTooLarge, UnsupportedImage, decoding_errors, open_image
-from gql import webp_proof
+from gql import heic_proof, webp_proof
 
 __all__ = ["ImageInfo", "inspect_image"]
 
@@ -38,6 +40,8 @@ _KINDS = {
     "PNG": ("png", "png", "image/png"),
     "WEBP": ("webp", "webp", "image/webp"),
 }
+# The ftyp brands pillow-heif opens as HEIF (its `_is_supported_heif`); the first eight are HEIC.
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1")
 # libjpeg can decode at 1/8 scale: it still reads every byte, but allocates 64x less.
 _JPEG_PROOF_SCALE = 8
 
@@ -59,7 +63,8 @@ def inspect_image(path: str | os.PathLike[str] | BinaryIO, *, max_pixels: int) -
 
     ``path`` is a file path or a seekable binary file, read from its start and left open.
     The pixel count is checked from the header before any decoding; decoding then runs at
-    1/8 scale for JPEG and WebP, streamed for PNG, and at full size (at most ``max_pixels``) for HEIF.
+    1/8 scale for JPEG and WebP, streamed for PNG, tile by tile for a HEIF grid, and at full size (at
+    most ``max_pixels``) for other HEIF.
     Raises ``UnsupportedImage`` or ``ImageTooLarge``.
     """
     if isinstance(path, str | os.PathLike):
@@ -75,6 +80,8 @@ def _inspect_stream(fp: BinaryIO, *, max_pixels: int) -> ImageInfo:
         raise UnsupportedImage("empty file")
     if magic[:4] == b"RIFF" and magic[8:] == b"WEBP" and webp_proof.available():
         info = _inspect_webp(fp, max_pixels=max_pixels)
+    elif magic[4:8] == b"ftyp" and magic[8:12] in _HEIF_BRANDS and heic_proof.available():
+        info = _inspect_heic(fp, magic[8:12], max_pixels=max_pixels) or _inspect_with_pillow(fp, max_pixels=max_pixels)
     else:
         info = _inspect_with_pillow(fp, max_pixels=max_pixels)
     if info.format == "png":
@@ -95,6 +102,16 @@ def _inspect_webp(fp: BinaryIO, *, max_pixels: int) -> ImageInfo:
     _check_pixels(header.width, header.height, max_pixels)
     webp_proof.prove_webp(fp, header)
     return ImageInfo("webp", "webp", "image/webp", header.width, header.height)
+
+
+def _inspect_heic(fp: BinaryIO, brand: bytes, *, max_pixels: int) -> ImageInfo | None:
+    """The HEIF proven through libheif tile by tile; None when that cannot be done in bounded
+    memory (a large picture of a single tile), for pillow-heif's full decode to judge."""
+    image, verdict = heic_proof.prove_heic(fp, max_pixels=max_pixels)
+    if verdict is heic_proof.Verdict.NOT_PROVEN:
+        return None
+    extension = "heic" if brand in _HEIF_BRANDS[:8] else "heif"  # as `_describe` names it
+    return ImageInfo("heic", extension, f"image/{extension}", image.width, image.height)
 
 
 def _inspect_with_pillow(fp: BinaryIO, *, max_pixels: int) -> ImageInfo:

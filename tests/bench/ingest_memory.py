@@ -1,11 +1,14 @@
 """RSS growth of the API process tree while it receives one ~50 MiB upload (target: at most 20 MiB).
 
 Run by hand (not by pytest): `.venv/bin/python tests/bench/ingest_memory.py [--formats jpeg,png,webp]
-[--paths rest,graphql,direct]` (`heic` is a format too, not run by default: encoding the noise photo
-takes x265 a while). Each case gets a fresh stack (real `restoration api`, moto S3, PostgreSQL,
+[--paths rest,graphql,direct]` (`heic`, one 9 MP picture, and `heic-grid`, 12 MP in 512x512 tiles as
+phones write them, are formats too, not run by default: encoding the noise photos takes x265 a
+while). Each case gets a fresh stack (real `restoration api`, moto S3, PostgreSQL,
 Redis, no worker), warms the path up with a small photo of the same format, then samples the RSS of
 the API process and all its descendants every 20 ms while one large photo of that format is posted
-and answered. Prints the baseline, the peak and the growth (peak - baseline) per case.
+and answered. Prints the baseline, the peak and the growth (peak - baseline) per case; with
+`--before CHECKOUT`, each case is first measured with the API run from that checkout (e.g. a `git
+archive` of an earlier commit) and the growth ratio is printed beside it, from the same run.
 
 `direct` is the direct-upload path: a ticket (`POST /uploads`), the PUT straight to the presigned
 S3 URL (moto runs in this process, so the PUT costs the API nothing), then `POST
@@ -46,10 +49,14 @@ TARGET_MIB = 20.0
 # the same 16 megapixels in about 10 MiB, to show that lossy WebP costs no full-size buffer.
 SIZES = {"jpeg": (5900, 4300), "png": (4096, 4000), "webp": (4096, 4000), "webp-lossy": (4096, 4000)}
 SIZES["heic"] = (3000, 3000)  # larger single-image HEICs from x265 do not decode with libde265
+# What phones write: a grid of 512x512 tiles, here 12 MP (an iPhone's 4032x3024) in about 17 MiB.
+SIZES["heic-grid"] = (4032, 3024)
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "heic": "image/heic"}
 CONTENT_TYPES["webp-lossy"] = "image/webp"
+CONTENT_TYPES["heic-grid"] = "image/heic"
 # Pillow's name for each format
 PILLOW_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "webp-lossy": "WEBP", "heic": "HEIF"}
+PILLOW_FORMATS["heic-grid"] = "HEIF"
 RESTORE_MUTATION = "mutation($file: Upload!) { restoreImage(file: $file) { id status } }"
 
 
@@ -66,8 +73,9 @@ def photo(kind: str, cache: Path) -> Path:
             "webp-lossy": {"quality": 75},
             # Not 100: that is x265's lossless mode (4:4:4), which libde265 cannot decode (415).
             "heic": {"quality": 95},
+            "heic-grid": {"quality": 90, "tile_size": 512},
         }[kind]  # type: ignore[assignment]
-        if kind == "heic":
+        if kind.startswith("heic"):
             pillow_heif.register_heif_opener()
         buffer = io.BytesIO()
         image.save(buffer, PILLOW_FORMATS[kind], **params)
@@ -76,6 +84,8 @@ def photo(kind: str, cache: Path) -> Path:
 
 
 def small_photo(kind: str) -> bytes:
+    if kind == "heic-grid":  # 2x2 tiles of 512x512: the tile path warms up with tiles of the same size
+        return images.encode(images.quadrants(1024, 768), "HEIF", tile_size=512)
     return images.encode(images.quadrants(256, 192), PILLOW_FORMATS[kind])
 
 
@@ -174,15 +184,22 @@ async def measure(kind: str, path: str, cache: Path, code: Path | None) -> tuple
     return baseline, peak, peak - baseline, large.stat().st_size / 2**20
 
 
-async def main_async(formats: list[str], paths: list[str], cache: Path, code: Path | None) -> bool:
+async def main_async(formats: list[str], paths: list[str], cache: Path, code: Path | None, before: Path | None) -> bool:
+    """Every case; with `before`, each case is measured first with the API run from that checkout,
+    then with `code`, and the growth of both and their ratio are printed on one line."""
     ok = True
-    print(f"{'path':8} {'format':6} {'file MiB':>9} {'base MiB':>9} {'peak MiB':>9} {'growth MiB':>11}")  # noqa: T201
+    columns = f"{'path':8} {'format':9} {'file MiB':>9} {'base MiB':>9} {'peak MiB':>9} {'growth MiB':>11}"
+    print(columns + (f" {'before MiB':>11} {'after/before':>13}" if before else ""))  # noqa: T201
     for path in paths:
         for kind in formats:
+            earlier = (await measure(kind, path, cache, before))[2] if before else None
             baseline, peak, growth, size = await measure(kind, path, cache, code)
             ok = ok and growth <= TARGET_MIB
             verdict = "ok" if growth <= TARGET_MIB else f"OVER {TARGET_MIB:.0f}"
-            print(f"{path:8} {kind:6} {size:9.1f} {baseline:9.1f} {peak:9.1f} {growth:11.1f}  {verdict}")  # noqa: T201
+            line = f"{path:8} {kind:9} {size:9.1f} {baseline:9.1f} {peak:9.1f} {growth:11.1f}"
+            if earlier is not None:
+                line += f" {earlier:11.1f} {growth / earlier if earlier > 0 else float('nan'):13.3f}"
+            print(f"{line}  {verdict}")  # noqa: T201
     return ok
 
 
@@ -192,10 +209,11 @@ def main() -> None:
     parser.add_argument("--paths", default="rest,graphql,direct")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "restoration-bench-photos")
     parser.add_argument("--code", type=Path, default=None, help="run the API from this checkout (before/after)")
+    parser.add_argument("--before", type=Path, default=None, help="also measure each case from this checkout")
     args = parser.parse_args()
     args.cache.mkdir(exist_ok=True)
     started = time.perf_counter()
-    ok = asyncio.run(main_async(args.formats.split(","), args.paths.split(","), args.cache, args.code))
+    ok = asyncio.run(main_async(args.formats.split(","), args.paths.split(","), args.cache, args.code, args.before))
     print(f"({time.perf_counter() - started:.0f} s)")  # noqa: T201
     sys.exit(0 if ok else 1)
 

@@ -74,7 +74,7 @@ def figures(samples: list[float]) -> str:
     )
 
 
-def redis_read_cost(pending: int, users: int) -> list[str]:
+async def redis_read_cost(pending: int, users: int) -> list[str]:
     queue = JobQueue(create_huey(REDIS_URL, blocking=False))
     queue.huey.storage.conn.flushdb()
     out = [f"1. read cost in Redis ({users} users; one script call per read):"]
@@ -89,7 +89,7 @@ def redis_read_cost(pending: int, users: int) -> list[str]:
         hundred = timed(lambda: queue.estimates.read(page), 300)  # noqa: B023 - used at once
         out.append(f"   {length:>6} pending: one job (place {position}): {figures(one)}")
         out.append(f"   {length:>6} pending: a page of 100: {figures(hundred)}")
-    one, hundred = asyncio.run(as_the_api_reads(queue, last, page))
+    one, hundred = await as_the_api_reads(queue, last, page)
     out.append(f"   {pending:>6} pending, as the API reads (a thread of asyncio, awaited): one {figures(one)}")
     out.append(f"   {pending:>6} pending, as the API reads: a page of 100 {figures(hundred)}")
     queue.huey.storage.conn.flushdb()
@@ -243,7 +243,7 @@ async def until_done(database_url: str, job_ids: list[str], *, within: float = 1
 
 
 async def run(pending: int, users: int, jobs: int, service: float) -> None:
-    out = redis_read_cost(pending, users)
+    out = await redis_read_cost(pending, users)
     out += await api_read_cost(pending, users)
     out += await eta_error(jobs, service)
     print("\n".join(out))  # noqa: T201 - a benchmark prints its figures

@@ -32,14 +32,15 @@ from tests.fixtures.services import PG_HOST, PG_PORT, PG_USER
 from tests.gql.helpers import graphql_upload
 from tests.system.e2e.test_dev import DevServer, newcomer_env, start_dev, stop
 from tests.system.faults.harness import (
+    POLL,
     Cluster,
     Process,
     Rows,
     comfy_running,
     post_photo,
     queue_of,
+    read_job,
     submit,
-    wait_for_status,
     wait_terminal,
 )
 
@@ -262,6 +263,16 @@ def originals(server: DevServer) -> set[str]:
     return {path.name for path in folder.iterdir()} if folder.exists() else set()
 
 
+async def running_in_comfyui(client: httpx.AsyncClient, job_id: str, *, within: float) -> None:
+    """Until the job reports progress: its prompt runs in ComfyUI, so the worker's writes before
+    sending it (the claim, the server it went to) are behind it and its next write is the end."""
+    deadline = asyncio.get_running_loop().time() + within
+    while (job := await read_job(client, job_id))["progress"] is None:
+        assert job["status"] in ("pending", "processing"), job
+        assert asyncio.get_running_loop().time() < deadline, f"job {job_id} never ran in ComfyUI: {job}"
+        await asyncio.sleep(POLL)
+
+
 async def test_dev_answers_503_while_its_database_is_locked_and_its_worker_carries_on(dev: DevServer) -> None:
     database = dev.workdir / ".data" / "restoration.sqlite3"
     async with httpx.AsyncClient(
@@ -278,7 +289,7 @@ async def test_dev_answers_503_while_its_database_is_locked_and_its_worker_carri
 
         # A job whose completion meets the lock: left for the reconciler, settled once it lifts.
         stuck = await submit(client)
-        await wait_for_status(client, stuck, ("processing",), within=15)
+        await running_in_comfyui(client, stuck, within=15)  # past every write before the prompt is sent
         with locked(database):
             await asyncio.sleep(EMULATOR_SERVICE_TIME + 6)  # finishes in ComfyUI; its write is refused
         settled, _ = await wait_terminal(client, stuck, within=30)

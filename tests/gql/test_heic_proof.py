@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import random
-from collections.abc import Iterator
 
 import pytest
 from PIL import Image
@@ -63,24 +62,12 @@ def pillow_heif_accepts(data: bytes) -> bool:
     return True
 
 
-def mutations(data: bytes, rng: random.Random) -> Iterator[bytes]:
-    """Truncations and overwritten bytes, anywhere in the file (boxes and bitstream alike)."""
-    for n in range(MUTATIONS_PER_SEED):
-        if n % 4 == 0:
-            yield data[: rng.randrange(len(data))]
-            continue
-        mutated = bytearray(data)
-        for _ in range(rng.choice((1, 2, 8))):
-            mutated[rng.randrange(len(mutated))] = rng.randrange(256)
-        yield bytes(mutated)
-
-
 @pytest.mark.parametrize("name", SEEDS)
 def test_damaged_heic_gets_the_verdict_of_a_full_decode(name: str) -> None:
     rng = random.Random(name)
     disagreements = [
         data.hex()
-        for data in mutations(SEEDS[name], rng)
+        for data in samples.damaged(SEEDS[name], rng, MUTATIONS_PER_SEED)
         if (verdict := accepted(data)) is not None and verdict != pillow_heif_accepts(data)
     ]
     assert disagreements == []

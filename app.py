@@ -32,15 +32,15 @@ from gql.devauth import JWKS_PATH
 from gql.devenv import DevEnvironment
 from gql.errors import add_error_handlers
 from gql.idempotency import IdempotencyStore
-from gql.jobs import current_event, user_events_since
 from gql.live import JobEventHub
 from gql.ops import router as ops_router
 from gql.requestid import REQUEST_ID_HEADER, RequestIdFilter, RequestIdMiddleware
 from gql.rest import router as rest_router
-from gql.rest import with_job_examples
+from gql.rest_schema import with_job_examples
 from gql.router import create_graphql_router
 from gql.schema import create_schema
 from gql.uploads import MULTIPART_OVERHEAD, BodyLimitMiddleware
+from gql.watching import current_event, user_events_since
 from gql.web.router import WebConfig, add_web_page, storage_origins
 from models.db import apply_migrations, close_database, open_database
 from settings import ConfigError, Settings, load_settings

@@ -27,58 +27,40 @@ auxiliary image handles, camera matrices) must be readable. libheif runs with no
 of its own (the reader is a Python file object). tests/gql/test_heic_proof.py holds the verdicts
 to pillow-heif's on damaged files.
 
-libheif is the copy pillow-heif's wheel bundles (``pillow_heif.libs``); ``available()`` says whether
-it and every function used here could be loaded (the caller falls back to pillow-heif otherwise).
-Calls go through ctypes, which releases the GIL while libheif works (and takes it back for the
-reader's callbacks).
+libheif is the copy pillow-heif's wheel bundles, bound in `gql.libheif`; ``available()`` says
+whether it and every function used here could be loaded (the caller falls back to pillow-heif
+otherwise).
 """
 
 from __future__ import annotations
 
 import ctypes
 import enum
-import functools
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO
 
-import pillow_heif
-
 from comfy.images import ImageTooLarge, UnsupportedImage
+from gql import libheif
+from gql.libheif import available
 
 __all__ = ["WHOLE_DECODE_BYTES", "WHOLE_DECODE_PIXELS", "HeifImage", "Verdict", "available", "prove_heic"]
 
-_PIECE = 1024 * 1024
+_MIB = 1024 * 1024
 # A picture of one tile is decoded whole up to this size: YCbCr 4:2:0 plus RGB, ~4.5 bytes a pixel.
 WHOLE_DECODE_PIXELS = 2_000_000
 # ... and only from a file this small: libheif reads an image's compressed data whole.
-WHOLE_DECODE_BYTES = 8 * _PIECE
+WHOLE_DECODE_BYTES = 8 * _MIB
 _MAX_TILES = 256 * 256  # a grid's own limit
 # Decoded pictures libheif keeps per context (each tile item keeps its decoder and last picture,
 # ~1.5 bytes a pixel): a grid is decoded in a fresh context per this much.
-_TILE_BYTES_PER_CONTEXT = 4 * _PIECE
+_TILE_BYTES_PER_CONTEXT = 4 * _MIB
 # pillow-heif's opener copies every metadata block (EXIF, XMP) and colour profile; more than this
 # is left to it (`NOT_PROVEN`) rather than read here.
-_MAX_METADATA_BYTES = 4 * _PIECE
+_MAX_METADATA_BYTES = 4 * _MIB
 _NCLX = int.from_bytes(b"nclx", "big")
 _AUX_OMIT_ALPHA_AND_DEPTH = 2 | 4
-
-_COLORSPACE_UNDEFINED = 99
-_CHROMA_UNDEFINED = 99
-_COLORSPACE_RGB = 1
-_COLORSPACE_MONOCHROME = 2
-_CHROMA_MONOCHROME = 0
-_CHROMA_RGB = 10
-_CHROMA_RGBA = 11
-_CHANNEL_Y = 0
-_CHANNEL_INTERLEAVED = 10
-_USAGE_ERROR = 5
-_NONEXISTING_ITEM = 2000
-_GROW_SIZE_REACHED = 0
-_GROW_BEYOND_EOF = 2
 
 
 class Verdict(enum.Enum):
@@ -92,212 +74,14 @@ class HeifImage:
     height: int
 
 
-class _Error(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_int), ("subcode", ctypes.c_int), ("message", ctypes.c_char_p)]
-
-
-_GET_POSITION = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
-_READ = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
-_SEEK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64, ctypes.c_void_p)
-_WAIT = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64, ctypes.c_void_p)
-
-
-class _Reader(ctypes.Structure):
-    _fields_ = [
-        ("reader_api_version", ctypes.c_int),
-        ("get_position", _GET_POSITION),
-        ("read", _READ),
-        ("seek", _SEEK),
-        ("wait_for_file_size", _WAIT),
-        # version 2 (left NULL; libheif reads them only for readers of version 2)
-        ("request_range", ctypes.c_void_p),
-        ("preload_range_hint", ctypes.c_void_p),
-        ("release_file_range", ctypes.c_void_p),
-        ("release_error_msg", ctypes.c_void_p),
-    ]
-
-
-class _Tiling(ctypes.Structure):
-    _fields_ = [
-        ("version", ctypes.c_int),
-        *((name, ctypes.c_uint32) for name in ("num_columns", "num_rows", "tile_width", "tile_height")),
-        *((name, ctypes.c_uint32) for name in ("image_width", "image_height", "top_offset", "left_offset")),
-        ("number_of_extra_dimensions", ctypes.c_uint8),
-        ("extra_dimension_size", ctypes.c_uint32 * 8),
-    ]
-
-
-class _DecodingOptions(ctypes.Structure):
-    """The leading fields of ``heif_decoding_options`` (allocated by libheif, never by us)."""
-
-    _fields_ = [
-        ("version", ctypes.c_uint8),
-        ("ignore_transformations", ctypes.c_uint8),
-        ("start_progress", ctypes.c_void_p),
-        ("on_progress", ctypes.c_void_p),
-        ("end_progress", ctypes.c_void_p),
-        ("progress_user_data", ctypes.c_void_p),
-        ("convert_hdr_to_8bit", ctypes.c_uint8),
-    ]
-
-
-_P = ctypes.c_void_p
-_SIGNATURES: dict[str, tuple[list[Any], Any]] = {
-    "heif_context_alloc": ([], _P),
-    "heif_context_free": ([_P], None),
-    "heif_context_set_max_decoding_threads": ([_P, ctypes.c_int], None),
-    "heif_context_read_from_reader": ([_P, ctypes.POINTER(_Reader), _P, _P], _Error),
-    "heif_context_get_primary_image_ID": ([_P, ctypes.POINTER(ctypes.c_uint32)], _Error),
-    "heif_context_get_number_of_top_level_images": ([_P], ctypes.c_int),
-    "heif_context_get_list_of_top_level_image_IDs": ([_P, ctypes.POINTER(ctypes.c_uint32), ctypes.c_int], ctypes.c_int),
-    "heif_context_get_image_handle": ([_P, ctypes.c_uint32, ctypes.POINTER(_P)], _Error),
-    "heif_context_get_primary_image_handle": ([_P, ctypes.POINTER(_P)], _Error),
-    "heif_image_handle_release": ([_P], None),
-    "heif_image_handle_get_width": ([_P], ctypes.c_int),
-    "heif_image_handle_get_height": ([_P], ctypes.c_int),
-    "heif_image_handle_has_alpha_channel": ([_P], ctypes.c_int),
-    "heif_image_handle_get_ispe_width": ([_P], ctypes.c_int),
-    "heif_image_handle_get_ispe_height": ([_P], ctypes.c_int),
-    "heif_image_handle_get_preferred_decoding_colorspace": (
-        [_P, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int)],
-        _Error,
-    ),
-    "heif_image_handle_get_image_tiling": ([_P, ctypes.c_int, ctypes.POINTER(_Tiling)], _Error),
-    "heif_image_handle_get_grid_image_tile_id": (
-        [_P, ctypes.c_int, ctypes.c_uint32, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32)],
-        _Error,
-    ),
-    "heif_decode_image": ([_P, ctypes.POINTER(_P), ctypes.c_int, ctypes.c_int, _P], _Error),
-    "heif_decoding_options_alloc": ([], _P),
-    "heif_decoding_options_free": ([_P], None),
-    "heif_image_get_plane_readonly": ([_P, ctypes.c_int, ctypes.POINTER(ctypes.c_int)], _P),
-    "heif_image_get_chroma_format": ([_P], ctypes.c_int),
-    # what pillow-heif's opener reads of an image (any error there refuses the file)
-    "heif_image_handle_get_number_of_metadata_blocks": ([_P, ctypes.c_char_p], ctypes.c_int),
-    "heif_image_handle_get_list_of_metadata_block_IDs": (
-        [_P, ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint32), ctypes.c_int],
-        ctypes.c_int,
-    ),
-    "heif_image_handle_get_metadata_size": ([_P, ctypes.c_uint32], ctypes.c_size_t),
-    "heif_image_handle_get_metadata": ([_P, ctypes.c_uint32, _P], _Error),
-    "heif_image_handle_get_color_profile_type": ([_P], ctypes.c_int),
-    "heif_image_handle_get_nclx_color_profile": ([_P, ctypes.POINTER(_P)], _Error),
-    "heif_nclx_color_profile_free": ([_P], None),
-    "heif_image_handle_get_raw_color_profile_size": ([_P], ctypes.c_size_t),
-    "heif_image_handle_get_raw_color_profile": ([_P, _P], _Error),
-    "heif_image_handle_get_number_of_depth_images": ([_P], ctypes.c_int),
-    "heif_image_handle_get_list_of_depth_image_IDs": (
-        [_P, ctypes.POINTER(ctypes.c_uint32), ctypes.c_int],
-        ctypes.c_int,
-    ),
-    "heif_image_handle_get_depth_image_handle": ([_P, ctypes.c_uint32, ctypes.POINTER(_P)], _Error),
-    "heif_image_handle_get_number_of_auxiliary_images": ([_P, ctypes.c_int], ctypes.c_int),
-    "heif_image_handle_get_list_of_auxiliary_image_IDs": (
-        [_P, ctypes.c_int, ctypes.POINTER(ctypes.c_uint32), ctypes.c_int],
-        ctypes.c_int,
-    ),
-    "heif_image_handle_get_auxiliary_image_handle": ([_P, ctypes.c_uint32, ctypes.POINTER(_P)], _Error),
-    "heif_image_handle_get_auxiliary_type": ([_P, ctypes.POINTER(ctypes.c_char_p)], _Error),
-    "heif_image_handle_release_auxiliary_type": ([_P, ctypes.POINTER(ctypes.c_char_p)], None),
-    "heif_image_handle_has_camera_intrinsic_matrix": ([_P], ctypes.c_int),
-    "heif_image_handle_get_camera_intrinsic_matrix": ([_P, ctypes.POINTER(ctypes.c_double * 5)], _Error),
-    "heif_image_handle_has_camera_extrinsic_matrix": ([_P], ctypes.c_int),
-    "heif_image_handle_get_camera_extrinsic_matrix": ([_P, ctypes.POINTER(_P)], _Error),
-    "heif_camera_extrinsic_matrix_get_rotation_matrix": ([_P, ctypes.POINTER(ctypes.c_double * 9)], _Error),
-    "heif_camera_extrinsic_matrix_release": ([_P], None),
-    "heif_image_release": ([_P], None),
-}
-
-
-@functools.cache
-def _library() -> ctypes.CDLL | None:
-    bundled = Path(pillow_heif.__file__).resolve().parent.parent / "pillow_heif.libs"
-    for candidate in sorted(bundled.glob("libheif-*.so*")):
-        try:
-            lib = ctypes.CDLL(str(candidate))
-            for name, (argtypes, restype) in _SIGNATURES.items():
-                function = getattr(lib, name)
-                function.argtypes = argtypes
-                function.restype = restype
-        except (OSError, AttributeError):
-            continue
-        return lib
-    return None
-
-
-def available() -> bool:
-    """Whether pillow-heif's libheif, with the streaming reader and tile decoding, could be loaded."""
-    return _library() is not None
-
-
-class _FileReader:
-    """A ``heif_reader`` over a seekable file object; the callbacks must outlive the context."""
-
-    def __init__(self, fp: BinaryIO) -> None:
-        self.fp = fp
-        fp.seek(0, os.SEEK_END)
-        self.size = fp.tell()
-        self.failed = False
-        self.struct = _Reader(1, _GET_POSITION(self._position), _READ(self._read), _SEEK(self._seek), _WAIT(self._wait))
-
-    def _position(self, _: int | None) -> int:
-        return self.fp.tell()
-
-    def _read(self, data: int | None, size: int, _: int | None) -> int:
-        """Read straight into libheif's buffer (no Python copy of the data), in pieces."""
-        try:
-            if not size:
-                return 0
-            target = memoryview((ctypes.c_char * size).from_address(data or 0)).cast("B")
-            done = 0
-            while done < size:
-                count = self.fp.readinto(target[done : min(size, done + _PIECE)])  # type: ignore[attr-defined]
-                if not count:
-                    return 1
-                done += count
-        except Exception:  # an exception must not cross into C
-            self.failed = True
-            return 1
-        return 0
-
-    def _seek(self, position: int, _: int | None) -> int:
-        if not 0 <= position <= self.size:
-            return 1
-        try:
-            self.fp.seek(position)
-        except Exception:  # likewise
-            self.failed = True
-            return 1
-        return 0
-
-    def _wait(self, target: int, _: int | None) -> int:
-        return _GROW_SIZE_REACHED if target <= self.size else _GROW_BEYOND_EOF
-
-
-def _check(error: _Error) -> None:
-    if error.code != 0:
-        message = (error.message or b"").decode("utf-8", "replace").strip()
-        raise UnsupportedImage(f"the HEIF is corrupt or unsupported ({message})" if message else "corrupt HEIF")
-
-
-@contextmanager
-def _handle(lib: ctypes.CDLL, getter: Any, *args: Any) -> Iterator[int]:
-    handle = ctypes.c_void_p()
-    _check(getter(*args, ctypes.byref(handle)))
-    try:
-        yield int(handle.value or 0)
-    finally:
-        if handle.value:
-            lib.heif_image_handle_release(handle)
-
-
 def prove_heic(fp: BinaryIO, *, max_pixels: int) -> tuple[HeifImage, Verdict]:
     """The primary image's size and whether it was proven to decode (``NOT_PROVEN``: no bounded
     way to; the caller falls back to a full decode). Raises ``UnsupportedImage`` for a file
     pillow-heif would refuse, ``ImageTooLarge`` past ``max_pixels`` (before any decoding)."""
-    lib = _library()
-    assert lib is not None
-    reader = _FileReader(fp)
+    lib = libheif.library()
+    if lib is None:
+        raise RuntimeError("libheif could not be loaded: check available() first")
+    reader = libheif.FileReader(fp)
     try:
         with _opened(lib, reader) as context:
             result = _prove_primary(lib, context, reader, max_pixels)
@@ -311,7 +95,7 @@ def prove_heic(fp: BinaryIO, *, max_pixels: int) -> tuple[HeifImage, Verdict]:
 
 
 @contextmanager
-def _opened(lib: ctypes.CDLL, reader: _FileReader) -> Iterator[int]:
+def _opened(lib: ctypes.CDLL, reader: libheif.FileReader) -> Iterator[int]:
     """A libheif context over the file (its boxes parsed, no data read), freed on leaving."""
     context = lib.heif_context_alloc()
     if not context:
@@ -319,15 +103,17 @@ def _opened(lib: ctypes.CDLL, reader: _FileReader) -> Iterator[int]:
     try:
         lib.heif_context_set_max_decoding_threads(context, 0)
         reader.fp.seek(0)  # libheif reads from where the file stands
-        _check(lib.heif_context_read_from_reader(context, ctypes.byref(reader.struct), None, None))
+        libheif.check(lib.heif_context_read_from_reader(context, ctypes.byref(reader.struct), None, None))
         yield int(context)
     finally:
         lib.heif_context_free(context)
 
 
-def _prove_primary(lib: ctypes.CDLL, context: int, reader: _FileReader, max_pixels: int) -> tuple[HeifImage, Verdict]:
+def _prove_primary(
+    lib: ctypes.CDLL, context: int, reader: libheif.FileReader, max_pixels: int
+) -> tuple[HeifImage, Verdict]:
     primary = ctypes.c_uint32()
-    _check(lib.heif_context_get_primary_image_ID(context, ctypes.byref(primary)))
+    libheif.check(lib.heif_context_get_primary_image_ID(context, ctypes.byref(primary)))
     count = lib.heif_context_get_number_of_top_level_images(context)
     ids = (ctypes.c_uint32 * max(count, 1))()
     count = lib.heif_context_get_list_of_top_level_image_IDs(context, ids, count)
@@ -364,8 +150,8 @@ def _prove_primary(lib: ctypes.CDLL, context: int, reader: _FileReader, max_pixe
 
 def _top_level_handle(lib: ctypes.CDLL, context: int, item: int, primary: bool) -> Any:
     if primary:
-        return _handle(lib, lib.heif_context_get_primary_image_handle, context)
-    return _handle(lib, lib.heif_context_get_image_handle, context, item)
+        return libheif.handle(lib, lib.heif_context_get_primary_image_handle, context)
+    return libheif.handle(lib, lib.heif_context_get_image_handle, context, item)
 
 
 def _usable(lib: ctypes.CDLL, context: int, item: int, primary: bool) -> bool:
@@ -395,34 +181,36 @@ def _opens_like_pillow_heif(lib: ctypes.CDLL, handle: int) -> bool:
         return False
     for item, size in zip(ids[:count], sizes, strict=True):
         buffer = ctypes.create_string_buffer(max(size, 1))
-        _check(lib.heif_image_handle_get_metadata(handle, item, buffer))
+        libheif.check(lib.heif_image_handle_get_metadata(handle, item, buffer))
     if profile == _NCLX:
         nclx = ctypes.c_void_p()
-        _check(lib.heif_image_handle_get_nclx_color_profile(handle, ctypes.byref(nclx)))
+        libheif.check(lib.heif_image_handle_get_nclx_color_profile(handle, ctypes.byref(nclx)))
         lib.heif_nclx_color_profile_free(nclx)
     elif profile_size:
-        _check(lib.heif_image_handle_get_raw_color_profile(handle, ctypes.create_string_buffer(profile_size)))
+        libheif.check(lib.heif_image_handle_get_raw_color_profile(handle, ctypes.create_string_buffer(profile_size)))
     count = lib.heif_image_handle_get_number_of_depth_images(handle)
     depth = (ctypes.c_uint32 * max(count, 1))()
     for item in depth[: lib.heif_image_handle_get_list_of_depth_image_IDs(handle, depth, count)]:
-        with _handle(lib, lib.heif_image_handle_get_depth_image_handle, handle, item):
+        with libheif.handle(lib, lib.heif_image_handle_get_depth_image_handle, handle, item):
             pass
     count = lib.heif_image_handle_get_number_of_auxiliary_images(handle, _AUX_OMIT_ALPHA_AND_DEPTH)
     aux = (ctypes.c_uint32 * max(count, 1))()
     for item in aux[
         : lib.heif_image_handle_get_list_of_auxiliary_image_IDs(handle, _AUX_OMIT_ALPHA_AND_DEPTH, aux, count)
     ]:
-        with _handle(lib, lib.heif_image_handle_get_auxiliary_image_handle, handle, item) as aux_handle:
+        with libheif.handle(lib, lib.heif_image_handle_get_auxiliary_image_handle, handle, item) as aux_handle:
             kind = ctypes.c_char_p()
-            _check(lib.heif_image_handle_get_auxiliary_type(aux_handle, ctypes.byref(kind)))
+            libheif.check(lib.heif_image_handle_get_auxiliary_type(aux_handle, ctypes.byref(kind)))
             lib.heif_image_handle_release_auxiliary_type(aux_handle, ctypes.byref(kind))
     if lib.heif_image_handle_has_camera_intrinsic_matrix(handle):
-        _check(lib.heif_image_handle_get_camera_intrinsic_matrix(handle, ctypes.byref((ctypes.c_double * 5)())))
+        libheif.check(lib.heif_image_handle_get_camera_intrinsic_matrix(handle, ctypes.byref((ctypes.c_double * 5)())))
     if lib.heif_image_handle_has_camera_extrinsic_matrix(handle):
         matrix = ctypes.c_void_p()
-        _check(lib.heif_image_handle_get_camera_extrinsic_matrix(handle, ctypes.byref(matrix)))
+        libheif.check(lib.heif_image_handle_get_camera_extrinsic_matrix(handle, ctypes.byref(matrix)))
         try:
-            _check(lib.heif_camera_extrinsic_matrix_get_rotation_matrix(matrix, ctypes.byref((ctypes.c_double * 9)())))
+            libheif.check(
+                lib.heif_camera_extrinsic_matrix_get_rotation_matrix(matrix, ctypes.byref((ctypes.c_double * 9)()))
+            )
         finally:
             lib.heif_camera_extrinsic_matrix_release(matrix)
     return True
@@ -431,20 +219,20 @@ def _opens_like_pillow_heif(lib: ctypes.CDLL, handle: int) -> bool:
 def _output_format(lib: ctypes.CDLL, handle: int) -> tuple[int, int, int]:
     """What pillow-heif decodes to: grey for a monochrome image without alpha, else 8-bit RGB(A)."""
     colorspace, chroma = ctypes.c_int(), ctypes.c_int()
-    _check(
+    libheif.check(
         lib.heif_image_handle_get_preferred_decoding_colorspace(handle, ctypes.byref(colorspace), ctypes.byref(chroma))
     )
     alpha = lib.heif_image_handle_has_alpha_channel(handle)
-    if chroma.value == _CHROMA_MONOCHROME and colorspace.value == _COLORSPACE_MONOCHROME and not alpha:
-        return _COLORSPACE_MONOCHROME, _CHROMA_MONOCHROME, _CHANNEL_Y
-    return _COLORSPACE_RGB, _CHROMA_RGBA if alpha else _CHROMA_RGB, _CHANNEL_INTERLEAVED
+    if chroma.value == libheif.CHROMA_MONOCHROME and colorspace.value == libheif.COLORSPACE_MONOCHROME and not alpha:
+        return libheif.COLORSPACE_MONOCHROME, libheif.CHROMA_MONOCHROME, libheif.CHANNEL_Y
+    return libheif.COLORSPACE_RGB, libheif.CHROMA_RGBA if alpha else libheif.CHROMA_RGB, libheif.CHANNEL_INTERLEAVED
 
 
-def _grid(lib: ctypes.CDLL, handle: int) -> _Tiling | None:
+def _grid(lib: ctypes.CDLL, handle: int) -> libheif.Tiling | None:
     """The grid of an image made of grid tiles (as stored, before rotation), else None. A grid
     with an alpha channel is left to the full decode (its alpha is a picture of its own)."""
-    tiling = _Tiling(version=1)
-    _check(lib.heif_image_handle_get_image_tiling(handle, 0, ctypes.byref(tiling)))
+    tiling = libheif.Tiling(version=1)
+    libheif.check(lib.heif_image_handle_get_image_tiling(handle, 0, ctypes.byref(tiling)))
     tiles = tiling.num_columns * tiling.num_rows
     if tiles <= 1 or tiles > _MAX_TILES or tiling.number_of_extra_dimensions:
         return None
@@ -456,7 +244,7 @@ def _grid(lib: ctypes.CDLL, handle: int) -> _Tiling | None:
     return tiling
 
 
-def _decode_grid(lib: ctypes.CDLL, context: int, handle: int, grid: _Tiling, reader: _FileReader) -> None:
+def _decode_grid(lib: ctypes.CDLL, context: int, handle: int, grid: libheif.Tiling, reader: libheif.FileReader) -> None:
     """Decode the grid's tiles one by one, as libheif's full grid decode does (non-strict, as
     pillow-heif runs it) but without pasting them into a canvas.
 
@@ -494,7 +282,9 @@ def _decode_grid(lib: ctypes.CDLL, context: int, handle: int, grid: _Tiling, rea
                         _check_tile_size(size, first_size or size, grid)
                         first_size = first_size or size
                         try:
-                            chroma = _decode(lib, tile, _COLORSPACE_UNDEFINED, _CHROMA_UNDEFINED, None, options)
+                            chroma = _decode(
+                                lib, tile, libheif.COLORSPACE_UNDEFINED, libheif.CHROMA_UNDEFINED, None, options
+                            )
                         except UnsupportedImage:
                             continue  # a tile that does not decode: skipped
                     finally:
@@ -506,7 +296,7 @@ def _decode_grid(lib: ctypes.CDLL, context: int, handle: int, grid: _Tiling, rea
         raise UnsupportedImage("no tile of the HEIF grid decodes")
 
 
-def _check_tile_size(size: tuple[int, int], first: tuple[int, int], grid: _Tiling) -> None:
+def _check_tile_size(size: tuple[int, int], first: tuple[int, int], grid: libheif.Tiling) -> None:
     if size[0] <= 0 or size[1] <= 0:
         raise UnsupportedImage("a HEIF grid tile has no pixels")
     if size[0] < grid.image_width // grid.num_columns or size[1] < grid.image_height // grid.num_rows:
@@ -515,11 +305,11 @@ def _check_tile_size(size: tuple[int, int], first: tuple[int, int], grid: _Tilin
         raise UnsupportedImage("the HEIF's grid tiles have different sizes")
 
 
-def _tile_id(lib: ctypes.CDLL, handle: int, grid: _Tiling, index: int) -> int:
+def _tile_id(lib: ctypes.CDLL, handle: int, grid: libheif.Tiling, index: int) -> int:
     """The item of the grid's `index`th tile, in raster order as stored."""
     item = ctypes.c_uint32()
     column, row = index % grid.num_columns, index // grid.num_columns
-    _check(lib.heif_image_handle_get_grid_image_tile_id(handle, 0, column, row, ctypes.byref(item)))
+    libheif.check(lib.heif_image_handle_get_grid_image_tile_id(handle, 0, column, row, ctypes.byref(item)))
     return int(item.value)
 
 
@@ -528,7 +318,7 @@ def _tile_handle(lib: ctypes.CDLL, context: int, item: int) -> int | None:
     read. A tile that is no image at all fails the whole grid."""
     handle = ctypes.c_void_p()
     error = lib.heif_context_get_image_handle(context, item, ctypes.byref(handle))
-    if error.code == _USAGE_ERROR and error.subcode == _NONEXISTING_ITEM:
+    if error.code == libheif.USAGE_ERROR and error.subcode == libheif.NONEXISTING_ITEM:
         raise UnsupportedImage("a tile of the HEIF grid is not an image")
     if error.code != 0 or not handle.value:
         return None
@@ -541,7 +331,7 @@ def _options(lib: ctypes.CDLL) -> Iterator[int]:
     if not pointer:
         raise MemoryError("libheif could not allocate decoding options")
     try:
-        ctypes.cast(pointer, ctypes.POINTER(_DecodingOptions)).contents.convert_hdr_to_8bit = 1
+        ctypes.cast(pointer, ctypes.POINTER(libheif.DecodingOptions)).contents.convert_hdr_to_8bit = 1
         yield pointer
     finally:
         lib.heif_decoding_options_free(pointer)
@@ -552,7 +342,7 @@ def _decode(lib: ctypes.CDLL, handle: int, colorspace: int, chroma: int, channel
     image = ctypes.c_void_p()
     error = lib.heif_decode_image(handle, ctypes.byref(image), colorspace, chroma, options)
     try:
-        _check(error)
+        libheif.check(error)
         stride = ctypes.c_int()
         if channel is not None and not lib.heif_image_get_plane_readonly(image, channel, ctypes.byref(stride)):
             raise UnsupportedImage("the HEIF decodes to no pixels")

@@ -9,8 +9,8 @@ import strawberry
 
 from gql.context import Info
 from gql.errors import KNOWN, graphql_error
-from gql.jobs import watch_job, watch_user_jobs
 from gql.types import RestorationJob
+from gql.watching import watch_job, watch_user_jobs
 
 
 @strawberry.type

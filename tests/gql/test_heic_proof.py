@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from comfy.images import ImageRejected, ImageTooLarge, UnsupportedImage, open_image
-from gql import heic_proof
+from gql import heic_proof, libheif
 from gql.intake import ImageInfo, inspect_image
 from tests.fixtures import images as samples
 
@@ -140,8 +140,8 @@ class _LibraryWithoutTiles:
 
 
 def test_library_missing_a_function_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(heic_proof.ctypes, "CDLL", _LibraryWithoutTiles)
-    assert heic_proof._library.__wrapped__() is None
+    monkeypatch.setattr(libheif.ctypes, "CDLL", _LibraryWithoutTiles)
+    assert libheif.library.__wrapped__() is None
 
 
 @pytest.mark.parametrize("data", [grid_heic(), samples.heic_bytes(96, 64)], ids=["grid", "single"])

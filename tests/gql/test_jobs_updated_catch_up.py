@@ -22,9 +22,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from gql.context import Services
-from gql.jobs import current_event, user_events_since, watch_user_jobs
 from gql.live import JobEventHub
 from gql.views import JobView
+from gql.watching import current_event, user_events_since, watch_user_jobs
 from tests.fixtures import images
 from tests.fixtures.jwks import TokenFactory
 from tests.fixtures.proxy import TcpProxy

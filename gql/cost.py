@@ -143,10 +143,10 @@ class _Counter:
                 value = self.variables.get(argument.value.name.value, default)
             elif isinstance(argument.value, NullValueNode):
                 value = default
-        if isinstance(value, bool) or not isinstance(value, int):
-            value = default if isinstance(default, int) and not isinstance(default, bool) else 0
-        assert isinstance(value, int)
-        return max(value, 0)
+        for candidate in (value, default):
+            if isinstance(candidate, int) and not isinstance(candidate, bool):
+                return max(candidate, 0)
+        return 0
 
 
 def _int_literal(node: IntValueNode) -> int:

@@ -207,7 +207,8 @@ async def _restore_staged(
             raise BadInput(f"the uploaded file has {received} bytes, not the {ticket.size} the ticket declared")
         if earlier is not None:
             same = judge(earlier, Content(denoise=denoise, digest=hashed.digest))
-            assert same is not None  # content with a digest is always decided
+            if same is None:  # content with a digest is always decided
+                raise RuntimeError("an earlier idempotent submit could not be compared by its digest")
             return await replay(services=services, user_id=ticket.user_id, job_id=same.job_id)
         info = await judge_photo(services=services, file=spool)  # type: ignore[arg-type]
 

@@ -156,7 +156,8 @@ def judge(record: Record, content: Content) -> Replay | None:
             f"this Idempotency-Key was already used with denoise {record.denoise:g}, not {content.denoise:g}:"
             " use a new key for a different request"
         )
-    assert record.job_id is not None  # a done record always names its job
+    if record.job_id is None:  # a done record always names its job
+        raise RuntimeError("a finished idempotency record names no job")
     if content.upload_id is not None and content.upload_id == record.upload_id:
         return Replay(record.job_id)
     if content.digest is None:

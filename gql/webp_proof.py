@@ -150,6 +150,13 @@ def available() -> bool:
     return _library() is not None
 
 
+def _loaded() -> ctypes.CDLL:
+    lib = _library()
+    if lib is None:
+        raise RuntimeError("libwebp could not be loaded: check available() first")
+    return lib
+
+
 @dataclass(frozen=True)
 class WebPHeader:
     width: int  # the canvas
@@ -169,8 +176,7 @@ def read_header(fp: BinaryIO) -> WebPHeader:
     """The canvas size and frame count, from the first chunks and the chunk headers only."""
     fp.seek(0)
     head = fp.read(_HEADER_BYTES)
-    lib = _library()
-    assert lib is not None
+    lib = _loaded()
     features = _Features()
     if lib.WebPGetFeaturesInternal(head, len(head), ctypes.byref(features), _DECODER_ABI_VERSION) != _VP8_STATUS_OK:
         raise UnsupportedImage("the WebP header is truncated or corrupt")
@@ -198,8 +204,7 @@ def prove_webp(fp: BinaryIO, header: WebPHeader) -> None:
     """Decode the (single) picture at 1/8 scale, fed in pieces; UnsupportedImage if it fails."""
     if header.frames != 1:
         raise UnsupportedImage("animated and multi-image files are not supported")
-    lib = _library()
-    assert lib is not None
+    lib = _loaded()
     if header.width <= 0 or header.height <= 0:
         raise UnsupportedImage("the WebP has no pixels")
     if _is_animation(fp):
@@ -329,8 +334,7 @@ def _frame_stream(fp: BinaryIO, header: WebPHeader) -> Iterator[bytes]:
 
     As in libwebp's demuxer, the frame's size is its bitstream's (the ANMF fields are not used)
     and the frame must lie inside the canvas."""
-    lib = _library()
-    assert lib is not None
+    lib = _loaded()
     chunks = list(_chunks(fp))
     frame = next(chunk for chunk in chunks if chunk.kind == b"ANMF")
     if frame.size < 16:

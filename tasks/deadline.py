@@ -9,15 +9,14 @@ is left to its worker, and two sweepers never fail one job twice.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from models import repository
 from models.job import JobStatus, RestorationJob
-from models.repository import DatabaseUnavailable
-from tasks import metrics
+from tasks import metrics, periodic
 from tasks.failures import no_server
 
 log = logging.getLogger("restore.deadline")
@@ -51,31 +50,11 @@ async def fail_overdue_pending(
     return failed
 
 
-async def sweep_forever(
+def sweeping(
     *, timeout_seconds: float, servers: Sequence[str], interval: float, on_change: JobListener | None = None
-) -> None:
-    """`fail_overdue_pending` every `interval` seconds, riding out database outages."""
-    while True:
-        try:
-            await fail_overdue_pending(timeout_seconds=timeout_seconds, servers=servers, on_change=on_change)
-        except DatabaseUnavailable:
-            log.warning("deadline.skipped", extra={"reason": "database unavailable"})
-        except Exception:  # never let one bad round stop the sweep for good
-            log.exception("deadline.failed")
-        await asyncio.sleep(interval)
-
-
-@contextlib.asynccontextmanager
-async def sweeping(
-    *, timeout_seconds: float, servers: Sequence[str], interval: float, on_change: JobListener | None = None
-) -> AsyncIterator[None]:
-    """`sweep_forever` in the background for the duration of the block."""
-    task = asyncio.create_task(
-        sweep_forever(timeout_seconds=timeout_seconds, servers=servers, interval=interval, on_change=on_change),
-        name="pending-deadline",
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """`fail_overdue_pending` every `interval` seconds in the background for the duration of the block."""
+    sweep = functools.partial(
+        fail_overdue_pending, timeout_seconds=timeout_seconds, servers=servers, on_change=on_change
     )
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.wait([task])
+    return periodic.running(interval, sweep, log=log, event="deadline")

@@ -16,7 +16,7 @@ own (INTERNAL at worst), so an orphan never stays `processing` because settling 
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from models import repository
 from models.repository import DatabaseUnavailable
-from tasks import metrics
+from tasks import metrics, periodic
 from tasks.queue import JobQueue, QueueUnavailable
 from tasks.restore import Restorer
 
@@ -61,17 +61,15 @@ class Reconciler:
         self.interval = interval
         self.pending_grace = pending_grace
 
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                report = await self.run_once()
-                if report.settled or report.requeued:
-                    log.info("reconcile.done", extra={"settled": report.settled, "requeued": report.requeued})
-            except (DatabaseUnavailable, QueueUnavailable, RedisError, OSError) as exc:
-                log.warning("reconcile.skipped", extra={"reason": "dependency unavailable", "detail": str(exc)})
-            except Exception:  # never let one bad round stop reconciling for good
-                log.exception("reconcile.failed")
-            await asyncio.sleep(self.interval)
+    def running(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """A round every `interval` seconds in the background for the duration of the block."""
+        unavailable = (DatabaseUnavailable, QueueUnavailable, RedisError, OSError)
+        return periodic.running(self.interval, self._round, log=log, event="reconcile", unavailable=unavailable)
+
+    async def _round(self) -> None:
+        report = await self.run_once()
+        if report.settled or report.requeued:
+            log.info("reconcile.done", extra={"settled": report.settled, "requeued": report.requeued})
 
     async def run_once(self) -> Report:
         token = uuid.uuid4().hex

@@ -149,9 +149,9 @@ async def reconciling(settings: Settings, *, restorer: Restorer, queue: JobQueue
         interval=settings.reconcile_interval_seconds,
         pending_grace=settings.requeue_after_seconds,
     )
-    task = asyncio.create_task(reconciler.run_forever(), name="reconciler")
     try:
         async with (
+            reconciler.running(),
             sweeping(
                 timeout_seconds=settings.job_timeout_seconds,
                 servers=settings.comfyui_urls,
@@ -162,8 +162,6 @@ async def reconciling(settings: Settings, *, restorer: Restorer, queue: JobQueue
         ):
             yield reconciler
     finally:
-        task.cancel()
-        await asyncio.wait([task])
         await client.aclose()
 
 

@@ -9,16 +9,15 @@ worker (and `restoration dev`) runs the sweep; deleting twice is harmless.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator
 
 from models import repository
-from models.repository import DatabaseUnavailable
 from storage.base import ObjectStore
 from storage.errors import StorageError
 from storage.keys import upload_key
+from tasks import periodic
 
 log = logging.getLogger("restore.uploads")
 
@@ -46,25 +45,10 @@ async def sweep_expired_uploads(*, storage: ObjectStore) -> int:
     return removed
 
 
-async def sweep_uploads_forever(*, storage: ObjectStore, interval: float) -> None:
-    while True:
-        try:
-            await sweep_expired_uploads(storage=storage)
-        except DatabaseUnavailable:
-            log.warning("upload.sweep_skipped", extra={"reason": "database unavailable"})
-        except Exception:  # never let one bad round stop the sweep for good
-            log.exception("upload.sweep_failed")
-        await asyncio.sleep(interval)
-
-
-@contextlib.asynccontextmanager
-async def sweeping_uploads(
+def sweeping_uploads(
     *, storage: ObjectStore, interval: float = UPLOAD_SWEEP_INTERVAL_SECONDS
-) -> AsyncIterator[None]:
-    """`sweep_uploads_forever` in the background for the duration of the block."""
-    task = asyncio.create_task(sweep_uploads_forever(storage=storage, interval=interval), name="upload-sweep")
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.wait([task])
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """`sweep_expired_uploads` every `interval` seconds in the background for the duration of the block."""
+    return periodic.running(
+        interval, functools.partial(sweep_expired_uploads, storage=storage), log=log, event="upload.sweep"
+    )

@@ -10,8 +10,12 @@ request head, so the API's HTTP protocol (`head_deadline_protocol`, a subclass o
 would pick) closes a connection whose head is not complete within `HTTP_HEADER_TIMEOUT_SECONDS` of
 its opening, or of its going idle between two requests (idle keep-alive connections are closed
 sooner, by uvicorn's `timeout_keep_alive`). `limit_concurrency` caps the connections one process
-holds (beyond it a request gets 503), and `run_servers` raises the soft open-files limit to the
-hard one, so that cap, not "Too many open files", is what a flood meets.
+holds, and `run_servers` raises the soft open-files limit to the hard one, so that cap, not "Too
+many open files", is what a flood meets. At the cap a new connection makes room: the connections
+that have waited longest for a request head (half-sent heads, idle keep-alives) are closed, so a
+flood of heads that never complete cannot lock out a client that sends its request at once. A
+connection with a request in progress is never closed for room; when that many requests are in
+progress, a new request gets uvicorn's 503.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import logging
 import resource
 import signal
 import socket
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +36,7 @@ import h11
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
 
 from settings import ConfigError
 
@@ -52,26 +59,61 @@ KEEP_ALIVE_SECONDS = 5
 log = logging.getLogger(__name__)
 
 
+# Per server: its connections now waiting for a request head, the longest waiting first.
+_WAITING: weakref.WeakKeyDictionary[ServerState, OrderedDict[_HeadDeadline, None]] = weakref.WeakKeyDictionary()
+
+
 class _HeadDeadline(asyncio.Protocol):
     """Closes the connection when a request head is not complete `head_timeout_seconds` after the
-    connection opened or went idle (the deadline does not move as bytes trickle in)."""
+    connection opened or went idle (the deadline does not move as bytes trickle in); at the
+    connection cap, closes the connections waiting longest for a head to make room."""
 
     head_timeout_seconds: float = HTTP_HEADER_TIMEOUT_SECONDS
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
+    server_state: ServerState
+    limit_concurrency: int | None
     _head_deadline: asyncio.TimerHandle | None = None
+
+    def _waiting(self) -> OrderedDict[_HeadDeadline, None]:
+        return _WAITING.setdefault(self.server_state, OrderedDict())
 
     def _arm_head_deadline(self) -> None:
         if self._head_deadline is None and not self.transport.is_closing():
             self._head_deadline = self.loop.call_later(self.head_timeout_seconds, self._head_timed_out)
+            self._waiting()[self] = None
 
     def _cancel_head_deadline(self) -> None:
         if self._head_deadline is not None:
             self._head_deadline.cancel()
             self._head_deadline = None
+            self._waiting().pop(self, None)
+
+    def _make_room(self) -> None:
+        """Keep the connections under the cap (uvicorn answers 503 at it) by closing the ones that
+        have waited longest for a request head; never this one, never one with a request going."""
+        if self.limit_concurrency is None:
+            return
+        waiting = self._waiting()
+        excess = len(self.server_state.connections) - (self.limit_concurrency - 1)
+        closed = 0
+        while excess > 0 and waiting:
+            oldest = next(iter(waiting))
+            if oldest is self:
+                break
+            oldest._cancel_head_deadline()
+            oldest.transport.close()
+            # Not counted from now on (uvicorn's `connection_lost` discards it again later): a
+            # request arriving before that runs must not meet the cap this closing made room under.
+            self.server_state.connections.discard(oldest)
+            excess -= 1
+            closed += 1
+        if closed:
+            log.debug("http.room_made", extra={"closed": closed})
 
     def _head_timed_out(self) -> None:
         self._head_deadline = None
+        self._waiting().pop(self, None)
         if not self.transport.is_closing():
             log.debug("http.header_timeout", extra={"seconds": self.head_timeout_seconds})
             self.transport.close()
@@ -79,6 +121,7 @@ class _HeadDeadline(asyncio.Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)  # the protocol class after this mixin in the MRO
         self._arm_head_deadline()
+        self._make_room()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_deadline()

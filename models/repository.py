@@ -231,7 +231,9 @@ async def cancel_job(job_id: uuid.UUID, user_id: str) -> RestorationJob | None:
 
     Conditional like the claim and every other terminal transition, so a cancel racing the
     worker's `complete_job` (or `fail_job`) has exactly one winner. The row keeps `worker_id` and
-    `comfy_server`: they say where the prompt went, for the worker withdrawing it and for operators.
+    `comfy_server`: they say where the prompt went, for the worker withdrawing it and for operators;
+    a processing job also keeps its lease, cleared by `prompt_withdrawn` once the prompt is out of
+    ComfyUI (a lease left to run out means its worker died first: the reconciler withdraws it).
     """
     now = _now()
     with _db_errors():
@@ -242,7 +244,6 @@ async def cancel_job(job_id: uuid.UUID, user_id: str) -> RestorationJob | None:
             status=JobStatus.CANCELLED,
             progress=None,
             finished_at=now,
-            lease_expires_at=None,
             updated_at=now,
         )
         return await RestorationJob.get(id=job_id) if updated else None
@@ -308,14 +309,29 @@ async def orphaned_jobs(*, limit: int = 100) -> list[RestorationJob]:
         return await RestorationJob.filter(status=JobStatus.PROCESSING, lease_expires_at__lt=_now()).limit(limit)
 
 
-async def take_over(job_id: uuid.UUID | str, *, worker_id: str, lease_seconds: float) -> RestorationJob | None:
-    """Claim an orphaned job for settling; None when someone else holds a live lease on it."""
+async def take_over(
+    job_id: uuid.UUID | str, *, worker_id: str, lease_seconds: float, status: JobStatus = JobStatus.PROCESSING
+) -> RestorationJob | None:
+    """Claim a job whose lease ran out (an orphan to settle, or a cancelled job's prompt to
+    withdraw); None when someone else holds a live lease on it."""
     now = _now()
     with _db_errors():
-        updated = await RestorationJob.filter(id=job_id, status=JobStatus.PROCESSING, lease_expires_at__lt=now).update(
+        updated = await RestorationJob.filter(id=job_id, status=status, lease_expires_at__lt=now).update(
             worker_id=worker_id, lease_expires_at=now + timedelta(seconds=lease_seconds)
         )
         return await RestorationJob.get(id=job_id) if updated else None
+
+
+async def unwithdrawn_cancelled_jobs(*, limit: int = 100) -> list[RestorationJob]:
+    """Cancelled jobs whose prompt may still be in ComfyUI and whose worker let its lease run out."""
+    with _db_errors():
+        return await RestorationJob.filter(status=JobStatus.CANCELLED, lease_expires_at__lt=_now()).limit(limit)
+
+
+async def prompt_withdrawn(job_id: uuid.UUID | str) -> None:
+    """A cancelled job's prompt is out of ComfyUI (or never got there): nothing more is owed."""
+    with _db_errors():
+        await RestorationJob.filter(id=job_id, status=JobStatus.CANCELLED).update(lease_expires_at=None)
 
 
 async def pending_jobs(*, older_than: float, limit: int = 1000) -> list[RestorationJob]:

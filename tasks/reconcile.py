@@ -7,7 +7,11 @@ Runs periodically in every worker (one at a time, under a Redis lock):
 * a `pending` job older than `pending_grace` that is not in the queue lost its message (Huey
   takes a message off the list before running it and Redis may restart empty): it is queued
   again. It never started, so this is not a retry, and the atomic claim means a job never runs
-  twice at once even if a message turns up twice.
+  twice at once even if a message turns up twice;
+* a `cancelled` job whose lease ran out was cancelled while its worker was gone, so nobody took
+  its prompt out of ComfyUI: it is withdrawn (deleted if waiting, interrupted if running) from the
+  server the row names, retried each round while that server is away, given up on once the job
+  is past its deadline (its prompt is over by then).
 
 Jobs past their deadline are failed by `settle` (TIMEOUT), and their prompt is cancelled in ComfyUI;
 a job ComfyUI has no record of fails as JOB_LOST. `settle` fails the job on every error of its
@@ -18,13 +22,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from comfy.errors import ComfyError
 from models import repository
+from models.job import JobStatus, RestorationJob
 from models.repository import DatabaseUnavailable
 from tasks import metrics, periodic
 from tasks.queue import JobQueue, QueueUnavailable
@@ -42,6 +49,7 @@ PENDING_GRACE_SECONDS = 30.0
 class Report:
     settled: int = 0
     requeued: int = 0
+    withdrawn: int = 0
     skipped: bool = False
 
 
@@ -68,8 +76,11 @@ class Reconciler:
 
     async def _round(self) -> None:
         report = await self.run_once()
-        if report.settled or report.requeued:
-            log.info("reconcile.done", extra={"settled": report.settled, "requeued": report.requeued})
+        if report.settled or report.requeued or report.withdrawn:
+            log.info(
+                "reconcile.done",
+                extra={"settled": report.settled, "requeued": report.requeued, "withdrawn": report.withdrawn},
+            )
 
     async def run_once(self) -> Report:
         token = uuid.uuid4().hex
@@ -80,6 +91,7 @@ class Reconciler:
         try:
             settled = await self._settle_orphans()
             requeued = await self._requeue_lost()
+            withdrawn = await self._withdraw_cancelled()
         finally:
             # Release only our own lock (compare-and-delete).
             await self._redis.eval(
@@ -88,7 +100,7 @@ class Reconciler:
                 LOCK_KEY,
                 token,
             )
-        return Report(settled=settled, requeued=requeued)
+        return Report(settled=settled, requeued=requeued, withdrawn=withdrawn)
 
     async def _settle_orphans(self) -> int:
         settled = 0
@@ -116,3 +128,37 @@ class Reconciler:
                 metrics.JOBS_REQUEUED.inc()
                 requeued += 1
         return requeued
+
+    async def _withdraw_cancelled(self) -> int:
+        withdrawn = 0
+        for job in await repository.unwithdrawn_cancelled_jobs():
+            taken = await repository.take_over(
+                job.id,
+                worker_id=self._restorer.worker_id,
+                lease_seconds=self._restorer.lease_seconds,
+                status=JobStatus.CANCELLED,
+            )
+            if taken is not None and await self._withdraw(taken, previous_worker=job.worker_id):
+                withdrawn += 1
+        return withdrawn
+
+    async def _withdraw(self, job: RestorationJob, *, previous_worker: str | None) -> bool:
+        """Take a cancelled job's prompt out of ComfyUI; False when its server could not be asked
+        yet (the job's lease, just renewed, brings it back in a later round)."""
+        job_id = str(job.id)
+        servers = self._restorer.servers
+        outcome = "nothing sent"
+        if job.comfy_server is not None and job.comfy_server in servers.urls:
+            try:
+                outcome = (await servers.client(job.comfy_server).cancel(job_id)).value
+            except ComfyError as exc:
+                started = job.started_at.timestamp() if job.started_at else 0.0
+                if time.time() - started <= self._restorer.job_timeout:
+                    log.warning("reconcile.withdraw_failed", extra={"job_id": job_id, "error": str(exc)})
+                    return False
+                outcome = "given up: past its deadline"
+        await repository.prompt_withdrawn(job_id)
+        log.warning(
+            "reconcile.withdrawn", extra={"job_id": job_id, "prompt": outcome, "previous_worker": previous_worker}
+        )
+        return True

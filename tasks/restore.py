@@ -260,6 +260,9 @@ class Restorer:
             except ComfyError as exc:  # the server is away: the prompt dies with it or runs out alone
                 log.warning("restore.withdraw_failed", extra={"job_id": job_id, "error": str(exc)})
         await held.release()
+        if status is JobStatus.CANCELLED and (outcome is not None or not held.sent):
+            with contextlib.suppress(DatabaseUnavailable):  # else the reconciler withdraws it again
+                await repository.prompt_withdrawn(job_id)
         log.info(
             "restore.cancelled" if status is JobStatus.CANCELLED else "restore.settled_elsewhere",
             extra={
@@ -338,8 +341,12 @@ class Restorer:
     async def _discard_result(self, job_id: str, key: str) -> None:
         """The result was stored but the job ended otherwise meanwhile (its cancel won the race):
         the object goes again, unless the job did complete with it (settled twice)."""
-        if await repository.job_status(job_id) is JobStatus.COMPLETED:
+        status = await repository.job_status(job_id)
+        if status is JobStatus.COMPLETED:
             return
+        if status is JobStatus.CANCELLED:  # its prompt ran to its end: nothing to withdraw
+            with contextlib.suppress(DatabaseUnavailable):
+                await repository.prompt_withdrawn(job_id)
         try:
             await self.storage.delete(key)
         except StorageError as exc:

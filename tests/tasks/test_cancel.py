@@ -128,6 +128,7 @@ def assert_cancelled_without_result(job: RestorationJob, s3: S3ServerHandle) -> 
     assert job.processed_key is None
     assert s3.keys("restored/") == []
     assert s3.keys("originals/") == [f"originals/{job.id}.jpg"]
+    assert job.lease_expires_at is None  # its prompt is out of ComfyUI: nothing left for the reconciler
 
 
 async def test_cancelling_a_pending_job_takes_its_message_off_the_queue(

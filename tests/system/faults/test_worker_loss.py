@@ -17,10 +17,10 @@ SERVICE_TIME = 2.0
 
 
 async def two_workers_and_a_job_running_in_comfyui(
-    cluster: Cluster, comfy: ComfyEmulatorHandle, rows: Rows, client
+    cluster: Cluster, comfy: ComfyEmulatorHandle, rows: Rows, client, *, service_time: float = SERVICE_TIME
 ) -> tuple[str, Process, Process]:
     """Start the API and two workers, submit a job; the job id, its worker, the other worker."""
-    await comfy.set_faults(service_time=SERVICE_TIME)
+    await comfy.set_faults(service_time=service_time)
     workers = await asyncio.gather(cluster.start_worker(), cluster.start_worker())
     job_id = await submit(client)
     await wait_for_status(client, job_id, ("processing",), within=10)
@@ -90,3 +90,40 @@ async def test_killed_workers_job_fails_as_worker_lost_when_comfyui_restarted_me
 
     fresh, _ = await wait_terminal(client, await submit(client), within=15)
     assert fresh["status"] == "completed", (fresh, cluster.logs())
+
+
+async def test_a_job_cancelled_after_its_worker_was_killed_has_its_prompt_withdrawn_by_another_worker(
+    cluster: Cluster,
+    comfy: ComfyEmulatorHandle,
+    rows: Rows,
+    s3_server: S3ServerHandle,
+    client_factory,
+    record_property,
+) -> None:
+    await cluster.start_api()
+    client = client_factory(cluster.api_url)
+    long_run = 60.0  # the prompt would hold the GPU this long if nobody withdrew it
+    job_id, holder, survivor = await two_workers_and_a_job_running_in_comfyui(
+        cluster, comfy, rows, client, service_time=long_run
+    )
+
+    holder.kill()
+    response = await client.post(f"/api/v1/restoration/jobs/{job_id}/cancel")
+    cancelled = time.monotonic()
+    assert response.json()["status"] == "cancelled", response.text
+
+    # Nobody is left to notice the cancel but the survivor's reconciler, once the lease runs out.
+    bound = LEASE + 2 * INTERVAL + 5
+    entry = await comfy.wait_for_history(job_id, wait_s=bound)
+    seconds = time.monotonic() - cancelled
+    record_property("seconds_to_withdrawn", round(seconds, 2))
+    assert seconds < bound < long_run
+    assert [kind for kind, _ in entry["status"]["messages"]][-1] == "execution_interrupted", entry
+    assert (await rows.job(job_id))["status"] == "cancelled"
+    assert (await rows.job(job_id))["worker_id"] == survivor.worker_id
+    assert s3_server.keys("restored/") == []
+
+    await comfy.set_faults(service_time=SERVICE_TIME)
+    fresh, _ = await wait_terminal(client, await submit(client), within=15)
+    assert fresh["status"] == "completed", (fresh, cluster.logs())
+

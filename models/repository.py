@@ -322,10 +322,17 @@ async def take_over(
         return await RestorationJob.get(id=job_id) if updated else None
 
 
-async def unwithdrawn_cancelled_jobs(*, limit: int = 100) -> list[RestorationJob]:
-    """Cancelled jobs whose prompt may still be in ComfyUI and whose worker let its lease run out."""
+async def unwithdrawn_cancelled_jobs(*, cancelled_within: float, limit: int = 100) -> list[RestorationJob]:
+    """Jobs cancelled in the last `cancelled_within` seconds whose prompt may still be in ComfyUI
+    and whose worker let its lease run out (the `(status, updated_at)` index bounds the read to
+    recent cancels, however many cancelled jobs the table holds)."""
+    now = _now()
     with _db_errors():
-        return await RestorationJob.filter(status=JobStatus.CANCELLED, lease_expires_at__lt=_now()).limit(limit)
+        return await RestorationJob.filter(
+            status=JobStatus.CANCELLED,
+            updated_at__gte=now - timedelta(seconds=cancelled_within),
+            lease_expires_at__lt=now,
+        ).limit(limit)
 
 
 async def prompt_withdrawn(job_id: uuid.UUID | str) -> None:

@@ -131,7 +131,9 @@ class Reconciler:
 
     async def _withdraw_cancelled(self) -> int:
         withdrawn = 0
-        for job in await repository.unwithdrawn_cancelled_jobs():
+        # A prompt is over by its job's deadline: older cancels owe nothing any more.
+        within = self._restorer.job_timeout + 2 * self._restorer.lease_seconds + self.interval
+        for job in await repository.unwithdrawn_cancelled_jobs(cancelled_within=within):
             taken = await repository.take_over(
                 job.id,
                 worker_id=self._restorer.worker_id,

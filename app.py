@@ -152,6 +152,7 @@ def create_app(settings: Settings, workflow: Workflow, *, dev: DevEnvironment | 
                         servers=settings.comfyui_urls,
                         interval=settings.reconcile_interval_seconds,
                         on_change=EventPublisher(publisher).publish,
+                        queue=queue,
                     )
                 )
             yield

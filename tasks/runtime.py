@@ -157,6 +157,7 @@ async def reconciling(settings: Settings, *, restorer: Restorer, queue: JobQueue
                 servers=settings.comfyui_urls,
                 interval=settings.reconcile_interval_seconds,
                 on_change=restorer.on_change,
+                queue=queue,
             ),
             sweeping_uploads(storage=restorer.storage),
         ):

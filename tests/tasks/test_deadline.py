@@ -9,6 +9,8 @@ from models import repository
 from models.error_codes import ErrorCode
 from models.job import JobStatus, RestorationJob
 from tasks.deadline import fail_overdue_pending
+from tasks.estimates import Asked
+from tasks.queue import JobQueue
 from tests.fixtures.services import ApiServer
 
 SERVERS = ["http://gpu1.internal:8188", "http://gpu2.internal:8188"]
@@ -60,3 +62,20 @@ async def test_two_sweepers_fail_a_job_once(api: ApiServer) -> None:
     assert first >= 1
     assert second == 0
     assert (await RestorationJob.get(id=job.id)).seq == 1
+
+
+async def test_a_job_failed_by_the_deadline_leaves_the_queue_and_the_job_behind_it_moves_up(
+    api: ApiServer, job_queue: JobQueue
+) -> None:
+    overdue, behind = await job_submitted(400), await job_submitted(10)
+    for job in (overdue, behind):
+        await job_queue.enqueue(job.id, user_id=job.user_id)
+    assert (await job_queue.standings([Asked(id=str(behind.id), status=JobStatus.PENDING)]))[
+        str(behind.id)
+    ].queue_position == 2
+
+    await fail_overdue_pending(timeout_seconds=300, servers=SERVERS, queue=job_queue)
+
+    assert await job_queue.queued_ids() == {str(behind.id)}
+    standing = await job_queue.standings([Asked(id=str(behind.id), status=JobStatus.PENDING)])
+    assert standing[str(behind.id)].queue_position == 1

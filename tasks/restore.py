@@ -117,7 +117,6 @@ class Restorer:
         if job is None:
             log.info("restore.skipped", extra={"job_id": job_id, "reason": "not pending"})
             return
-        await self._changed(job)
         started = time.monotonic()
         if job.started_at is not None:
             metrics.QUEUE_WAIT.observe(max(0.0, (job.started_at - job.created_at).total_seconds()))
@@ -188,12 +187,8 @@ class Restorer:
                 log.warning("restore.lease_not_renewed", extra={"job_id": job_id})
 
     async def _process(self, job: RestorationJob, held: HeldSlot, watch: JobWatch) -> str:
-        try:
-            original = await self.storage.get_bytes(job.original_key)
-        except StorageError as exc:
-            raise StorageError(
-                f"could not read the original {job.original_key}: {exc}", public_message=ORIGINAL_UNREADABLE
-            ) from exc
+        # The `processing` event goes out while the original is read (publishing never raises).
+        original, _ = await asyncio.gather(self._read_original(job), self._changed(job))
         prepared = await asyncio.to_thread(prepare_for_comfy, original)
         while True:
             slot = await held.ensure(watch)
@@ -214,6 +209,14 @@ class Restorer:
             watch.check()  # ComfyUI finished as the cancel landed: the result is not fetched
             return await self._store_result(job, client, entry)
 
+    async def _read_original(self, job: RestorationJob) -> bytes:
+        try:
+            return await self.storage.get_bytes(job.original_key)
+        except StorageError as exc:
+            raise StorageError(
+                f"could not read the original {job.original_key}: {exc}", public_message=ORIGINAL_UNREADABLE
+            ) from exc
+
     async def _send(
         self,
         job: RestorationJob,
@@ -226,13 +229,17 @@ class Restorer:
         """Upload the input into the slot's file, queue the prompt, and wait for ComfyUI to finish
         it; Stopped when the job is cancelled before the prompt is sent or while ComfyUI has it."""
         prompt_id = str(job.id)
-        image_name = await client.upload_image(
-            prepared.data, name=f"slot-{slot.index}.{prepared.extension}", subfolder=INPUT_SUBFOLDER
+        # Where the prompt goes is on the row before it is sent; recorded while the input uploads.
+        image_name, recorded = await asyncio.gather(
+            client.upload_image(
+                prepared.data, name=f"slot-{slot.index}.{prepared.extension}", subfolder=INPUT_SUBFOLDER
+            ),
+            repository.record_server(prompt_id, worker_id=self.worker_id, server=slot.server),
         )
         prompt = self.workflow.build(
             image_name=image_name, denoise=job.denoise, filename_prefix=f"restore/{job.id}/restored"
         )
-        if not await repository.record_server(prompt_id, worker_id=self.worker_id, server=slot.server):
+        if not recorded:
             # No longer processing for this worker (cancelled meanwhile): the prompt is never sent.
             raise Stopped(await repository.job_status(prompt_id))
         tracker = ProgressTracker(prompt)

@@ -287,9 +287,11 @@ class ComfyClient:
         body = _json(response)
 
         def ids(items: object) -> set[str]:
-            return {str(item[1]) for item in items if isinstance(item, list) and len(item) > 1} if isinstance(
-                items, list
-            ) else set()
+            return (
+                {str(item[1]) for item in items if isinstance(item, list) and len(item) > 1}
+                if isinstance(items, list)
+                else set()
+            )
 
         return ids(body.get("queue_running")), ids(body.get("queue_pending"))
 

@@ -163,5 +163,3 @@ class SmallCache(Generic[V]):
         if len(self._items) > self._size:
             self._items.popitem(last=False)
         return value
-
-

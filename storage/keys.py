@@ -1,8 +1,8 @@
 """The storage key scheme, in one place: where originals, results and staged uploads live.
 
-    originals/{job_id}.{ext}    the photo as uploaded (ext from the detected format), kept forever
-    restored/{job_id}.png       ComfyUI's result, metadata stripped, kept forever
-    uploads/{ticket_id}         a direct upload staged by the client, removed after use or expiry
+originals/{job_id}.{ext}    the photo as uploaded (ext from the detected format), kept forever
+restored/{job_id}.png       ComfyUI's result, metadata stripped, kept forever
+uploads/{ticket_id}         a direct upload staged by the client, removed after use or expiry
 """
 
 from __future__ import annotations

@@ -44,8 +44,6 @@ class Failure:
         return cls(code=code, retryable=code.retryable, message=message, detail=detail or message)
 
 
-
-
 def crashed(job_id: str, exc: BaseException) -> Failure:
     """A bug of ours: the traceback goes to the log, the owner reads that it was ours."""
     log.error("restore.crashed", extra={"job_id": job_id, "detail": repr(exc)}, exc_info=exc)

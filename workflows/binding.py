@@ -110,7 +110,7 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 def _input_ref(graph: dict[str, Any], binding: object, name: str, path: Path) -> InputRef:
     if not isinstance(binding, dict) or "node" not in binding or "input" not in binding:
-        raise WorkflowError(f"{path}: binding {name!r} must be {{\"node\": ..., \"input\": ...}}")
+        raise WorkflowError(f'{path}: binding {name!r} must be {{"node": ..., "input": ...}}')
     node, input_name = str(binding["node"]), str(binding["input"])
     if node not in graph:
         raise WorkflowError(f"{path}: binding {name!r} names node {node!r}, which is not in the workflow")

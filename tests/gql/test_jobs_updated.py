@@ -147,9 +147,7 @@ async def test_progress_is_throttled_per_job_as_for_job_updated(
     await socket.close()
 
 
-async def test_stopping_the_subscription_releases_its_watcher(
-    api: ApiServer, tokens: TokenFactory, sam: str
-) -> None:
+async def test_stopping_the_subscription_releases_its_watcher(api: ApiServer, tokens: TokenFactory, sam: str) -> None:
     hub = hub_of(api)
     baseline = hub.watcher_count
     socket = await subscribe(api, tokens.issue(sub=sam))

@@ -38,6 +38,4 @@ async def test_a_cancelled_running_job_hands_its_only_slot_to_the_waiting_job(
     [received] = [prompt["received_at"] for prompt in state["prompts"] if prompt["prompt_id"] == second]
     assert 0 <= received - cancelled_at < CANCEL_WITHIN  # the slot came back at once
     assert (await comfy.wait_for_history(first))["status"]["messages"][-1][0] == "execution_interrupted"
-    assert s3_server.keys() == sorted(
-        [f"originals/{first}.jpg", f"originals/{second}.jpg", f"restored/{second}.png"]
-    )
+    assert s3_server.keys() == sorted([f"originals/{first}.jpg", f"originals/{second}.jpg", f"restored/{second}.png"])

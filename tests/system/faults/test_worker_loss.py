@@ -126,4 +126,3 @@ async def test_a_job_cancelled_after_its_worker_was_killed_has_its_prompt_withdr
     await comfy.set_faults(service_time=SERVICE_TIME)
     fresh, _ = await wait_terminal(client, await submit(client), within=15)
     assert fresh["status"] == "completed", (fresh, cluster.logs())
-

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from gql.direct_uploads import TicketView
-from gql.jobs import JobView
+from gql.views import JobView
 from models.error_codes import ErrorCode
 
 # The contract's job statuses, as the REST job spells them.

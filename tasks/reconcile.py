@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from comfy.errors import ComfyError
+from comfy.errors import ComfyError, ComfyUnavailable
 from models import repository
 from models.job import JobStatus, RestorationJob
 from models.repository import DatabaseUnavailable
@@ -152,6 +152,8 @@ class Reconciler:
         outcome = "nothing sent"
         if job.comfy_server is not None and job.comfy_server in servers.urls:
             try:
+                if job.comfy_server not in servers.reachable():  # not asked: a dead host could stall the round
+                    raise ComfyUnavailable(f"{job.comfy_server} is down")
                 outcome = (await servers.client(job.comfy_server).cancel(job_id)).value
             except ComfyError as exc:
                 started = job.started_at.timestamp() if job.started_at else 0.0
